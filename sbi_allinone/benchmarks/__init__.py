@@ -1,0 +1,37 @@
+"""Benchmarks: sbibm's tasks on current sbi, a method registry, a runner and reports."""
+
+from sbi_allinone.benchmarks.methods import (
+    Method,
+    TrainedPosterior,
+    available_methods,
+    get_method,
+    register_method,
+)
+from sbi_allinone.benchmarks.report import write_report
+from sbi_allinone.benchmarks.runner import (
+    Cell,
+    RunSettings,
+    make_cells,
+    read_results,
+    run_benchmark,
+    run_cell,
+)
+from sbi_allinone.benchmarks.tasks import TASK_NAMES, Task, get_task
+
+__all__ = [
+    "TASK_NAMES",
+    "Cell",
+    "Method",
+    "RunSettings",
+    "Task",
+    "TrainedPosterior",
+    "available_methods",
+    "get_method",
+    "get_task",
+    "make_cells",
+    "read_results",
+    "register_method",
+    "run_benchmark",
+    "run_cell",
+    "write_report",
+]

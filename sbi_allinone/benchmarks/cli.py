@@ -1,0 +1,133 @@
+"""Command line: ``sbi-allinone bench | report | list``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "parse_numbers"]
+
+
+def parse_numbers(text: str) -> list[int]:
+    """Parse ``"1-3,7"`` into ``[1, 2, 3, 7]`` (order kept, duplicates dropped)."""
+    numbers: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                low, high = (int(p) for p in part.split("-", 1))
+                if high < low:
+                    raise ValueError
+                numbers += range(low, high + 1)
+            else:
+                numbers.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers like '1-10' or '1,3,5', got {text!r}"
+        ) from None
+    return list(dict.fromkeys(numbers))
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sbi-allinone",
+        description="Benchmark sbi estimators and ours on sbibm tasks.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    bench = commands.add_parser(
+        "bench",
+        help="train and score (task, method, budget, seed) cells",
+        description="Train each cell once, sample every observation, score by C2ST. "
+        "Finished cells are appended to OUT/results.csv; re-running resumes.",
+    )
+    bench.add_argument("--tasks", type=_names, default=["two_moons"])
+    bench.add_argument("--methods", type=_names, default=["npe"])
+    bench.add_argument("--budgets", type=parse_numbers, default=[1000])
+    bench.add_argument("--observations", type=parse_numbers, default=list(range(1, 11)))
+    bench.add_argument("--seeds", type=parse_numbers, default=[1])
+    bench.add_argument("--out", default="results")
+    bench.add_argument("--num-samples", type=int, default=10_000)
+    bench.add_argument("--classifier", choices=("mlp", "rf"), default="mlp")
+    bench.add_argument("--jobs", type=int, default=1, help="worker processes")
+    bench.add_argument(
+        "--threads", type=int, default=None, help="torch threads per cell"
+    )
+    bench.add_argument(
+        "--report", action="store_true", help="print the report at the end"
+    )
+
+    report = commands.add_parser("report", help="table and plots of a results folder")
+    report.add_argument("out", nargs="?", default="results")
+    report.add_argument(
+        "--baseline",
+        default="npe",
+        help="method the time ratios divide by ('' for none)",
+    )
+
+    commands.add_parser("list", help="list tasks and registered methods")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sbi-allinone`` console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "list":
+        return _list()
+    if args.command == "report":
+        return _report(args.out, args.baseline or None)
+    return _bench(args)
+
+
+def _list() -> int:
+    from sbi_allinone.benchmarks.methods import available_methods, get_method
+    from sbi_allinone.benchmarks.tasks import TASK_NAMES
+
+    print("tasks:  ", ", ".join(TASK_NAMES))
+    print("methods:")
+    for name in available_methods():
+        print(f"  {name:<10} {get_method(name).description}")
+    return 0
+
+
+def _report(out: str, baseline: str | None) -> int:
+    from sbi_allinone.benchmarks.report import write_report
+
+    try:
+        print(write_report(out, baseline=baseline))
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"\nwritten: {out}/report.md and {out}/c2st_<task>.png")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from sbi_allinone.benchmarks.runner import RunSettings, make_cells, run_benchmark
+
+    try:
+        settings = RunSettings(
+            observations=tuple(args.observations),
+            num_samples=args.num_samples,
+            classifier=args.classifier,
+            threads=args.threads,
+        )
+        cells = make_cells(args.tasks, args.methods, args.budgets, args.seeds)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failures = run_benchmark(cells, settings, args.out, jobs=args.jobs)
+    for cell, error in failures:
+        print(f"cell {cell} failed: {type(error).__name__}: {error}", file=sys.stderr)
+    if args.report:
+        _report(args.out, "npe" if "npe" in args.methods else None)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

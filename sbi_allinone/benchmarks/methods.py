@@ -1,0 +1,192 @@
+"""Method registry: name -> how to train on ``(theta, x)`` and return a posterior.
+
+Ships with sbi's own estimators (NPE with MAF and NSF, NLE with MCMC, NPSE, FMPE) at
+sbi's default settings; the estimators of this package register themselves here too.
+
+A method is a plain module-level function
+``train(theta, x, prior, show_progress_bars) -> TrainedPosterior``, so a
+:class:`Method` pickles by reference and runs in worker processes or on a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sbi.inference import FMPE, NLE, NPE, NPSE
+from sbi.inference.posteriors.base_posterior import NeuralPosterior
+from torch import Tensor
+from torch.distributions import Distribution
+
+from sbi_allinone.tracking import NullTracker
+
+__all__ = [
+    "Method",
+    "TrainedPosterior",
+    "available_methods",
+    "get_method",
+    "register_method",
+]
+
+
+@dataclass(frozen=True)
+class TrainedPosterior:
+    """What a method's training returns.
+
+    Args:
+        posterior: An sbi posterior with ``sample((n,), x=x_o)``.
+        epochs: Number of training epochs run (early stopping included).
+    """
+
+    posterior: NeuralPosterior
+    epochs: int
+
+
+TrainFn = Callable[[Tensor, Tensor, Distribution, bool], TrainedPosterior]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered inference method.
+
+    Args:
+        name: Registry name, as used on the command line.
+        train: ``train(theta, x, prior, show_progress_bars) -> TrainedPosterior``;
+            ``theta`` is ``(num_simulations, dim_parameters)``, ``x`` is
+            ``(num_simulations, dim_data)`` and may contain NaN rows.
+        description: One line for listings.
+        normalized_log_prob: Whether ``posterior.log_prob`` is normalized (it is not
+            for MCMC posteriors built from a likelihood).
+    """
+
+    name: str
+    train: TrainFn
+    description: str
+    normalized_log_prob: bool = True
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register_method(
+    name: str,
+    train: TrainFn,
+    description: str,
+    normalized_log_prob: bool = True,
+    replace: bool = False,
+) -> Method:
+    """Add a method to the registry.
+
+    Args:
+        name: Registry name (lower case, no commas).
+        train: Module-level training function (see :class:`Method`); module level so
+            that it pickles for ``--jobs`` and cluster engines.
+        description: One line for listings.
+        normalized_log_prob: Whether the posterior's ``log_prob`` is normalized.
+        replace: Allow replacing an existing entry of the same name.
+
+    Returns:
+        The registered method.
+    """
+    if not name or "," in name or name != name.strip():
+        raise ValueError(
+            f"`name` must be a non-empty word without commas, got {name!r}."
+        )
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"Method {name!r} is already registered; pass replace=True.")
+    method = Method(name, train, description, normalized_log_prob)
+    _REGISTRY[name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    """Return the registered method called ``name``.
+
+    Raises:
+        ValueError: For an unknown name; the message lists the registered ones.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown method {name!r}; registered: {', '.join(available_methods())}."
+        ) from None
+
+
+def available_methods() -> list[str]:
+    """Names of all registered methods, in registration order."""
+    return list(_REGISTRY)
+
+
+def _epochs(inference) -> int:
+    return int(inference._summary["epochs_trained"][-1])
+
+
+def _train_npe(theta, x, prior, show_progress_bars, density_estimator):
+    inference = NPE(
+        prior,
+        density_estimator=density_estimator,
+        tracker=NullTracker(),
+        show_progress_bars=show_progress_bars,
+    )
+    inference.append_simulations(theta, x).train(show_train_summary=False)
+    return TrainedPosterior(inference.build_posterior(), _epochs(inference))
+
+
+def train_npe_maf(
+    theta: Tensor, x: Tensor, prior: Distribution, show_progress_bars: bool = False
+) -> TrainedPosterior:
+    """sbi's NPE with a masked autoregressive flow (sbi's default estimator)."""
+    return _train_npe(theta, x, prior, show_progress_bars, "maf")
+
+
+def train_npe_nsf(
+    theta: Tensor, x: Tensor, prior: Distribution, show_progress_bars: bool = False
+) -> TrainedPosterior:
+    """sbi's NPE with a neural spline flow."""
+    return _train_npe(theta, x, prior, show_progress_bars, "nsf")
+
+
+def train_nle(
+    theta: Tensor, x: Tensor, prior: Distribution, show_progress_bars: bool = False
+) -> TrainedPosterior:
+    """sbi's NLE (MAF likelihood) with vectorized slice-sampling MCMC."""
+    inference = NLE(prior, tracker=NullTracker(), show_progress_bars=show_progress_bars)
+    inference.append_simulations(theta, x).train()
+    posterior = inference.build_posterior(
+        mcmc_method="slice_np_vectorized",
+        # Many short vectorized chains: as fast per sample as slice sampling gets.
+        mcmc_parameters={"num_chains": 100, "thin": 1, "warmup_steps": 200},
+    )
+    return TrainedPosterior(posterior, _epochs(inference))
+
+
+def train_npse(
+    theta: Tensor, x: Tensor, prior: Distribution, show_progress_bars: bool = False
+) -> TrainedPosterior:
+    """sbi's NPSE (score matching, VE SDE) at sbi's defaults."""
+    inference = NPSE(
+        prior, tracker=NullTracker(), show_progress_bars=show_progress_bars
+    )
+    inference.append_simulations(theta, x).train()
+    return TrainedPosterior(inference.build_posterior(), _epochs(inference))
+
+
+def train_fmpe(
+    theta: Tensor, x: Tensor, prior: Distribution, show_progress_bars: bool = False
+) -> TrainedPosterior:
+    """sbi's FMPE (flow matching) at sbi's defaults."""
+    inference = FMPE(
+        prior, tracker=NullTracker(), show_progress_bars=show_progress_bars
+    )
+    inference.append_simulations(theta, x).train()
+    return TrainedPosterior(inference.build_posterior(), _epochs(inference))
+
+
+register_method("npe", train_npe_maf, "sbi NPE, masked autoregressive flow")
+register_method("npe_nsf", train_npe_nsf, "sbi NPE, neural spline flow")
+register_method(
+    "nle", train_nle, "sbi NLE (MAF) + slice MCMC", normalized_log_prob=False
+)
+register_method("npse", train_npse, "sbi NPSE, score matching (VE SDE)")
+register_method("fmpe", train_fmpe, "sbi FMPE, flow matching")

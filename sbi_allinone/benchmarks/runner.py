@@ -1,0 +1,331 @@
+"""Benchmark runner: trains each (task, method, budget, seed) cell once and scores it.
+
+A cell simulates ``budget`` prior draws (the same data for every method: the data
+seed depends on task, budget and seed only), trains the method, draws
+``num_samples`` posterior samples for each requested observation and scores them
+with C2ST against sbibm's reference samples. :func:`run_cell` is a plain, picklable
+function of plain arguments, so cells can be handed to any executor::
+
+    from dask.distributed import Client            # or: ray.remote(run_cell)
+    futures = Client().map(lambda c: run_cell(c, settings), cells)
+
+:func:`run_benchmark` runs cells locally (optionally in ``jobs`` processes) and
+appends each finished cell's rows to a tidy CSV file, so an interrupted sweep
+resumes where it stopped and never loses finished cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+import warnings
+import zlib
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import sbi
+import torch
+from sbi.utils.metrics import c2st
+from tqdm.auto import tqdm
+
+from sbi_allinone.benchmarks.methods import Method, get_method
+from sbi_allinone.benchmarks.tasks import get_task
+
+__all__ = [
+    "Cell",
+    "RunSettings",
+    "RESULTS_FILE",
+    "append_results",
+    "completed_cells",
+    "make_cells",
+    "read_results",
+    "run_benchmark",
+    "run_cell",
+]
+
+RESULTS_FILE = "results.csv"
+
+COLUMNS = (
+    "task",
+    "method",
+    "budget",
+    "seed",
+    "observation",
+    "c2st",
+    "classifier",
+    "num_samples",
+    "train_time_s",
+    "sample_time_s",
+    "epochs",
+    "num_valid_simulations",
+    "sbi_version",
+    "finished_at",
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a method trained once on one task at one budget and seed."""
+
+    task: str
+    method: str
+    budget: int
+    seed: int
+
+    def key(self) -> tuple[str, str, int, int]:
+        return (self.task, self.method, self.budget, self.seed)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every cell of a sweep shares.
+
+    Args:
+        observations: sbibm observation numbers (1–10) to evaluate on.
+        num_samples: Posterior samples per observation (sbibm uses 10 000).
+        classifier: C2ST classifier: ``"mlp"`` (sbibm's choice) or ``"rf"``.
+        threads: Torch threads per cell; ``None`` leaves torch's default.
+        show_progress_bars: Show training progress bars inside cells.
+    """
+
+    observations: tuple[int, ...] = tuple(range(1, 11))
+    num_samples: int = 10_000
+    classifier: str = "mlp"
+    threads: int | None = None
+    show_progress_bars: bool = False
+
+    def __post_init__(self) -> None:
+        if self.classifier not in ("mlp", "rf"):
+            raise ValueError(
+                f"`classifier` must be 'mlp' or 'rf', got {self.classifier!r}."
+            )
+        if not self.observations or any(
+            o not in range(1, 11) for o in self.observations
+        ):
+            raise ValueError(
+                f"`observations` must be numbers in 1..10, got {self.observations}."
+            )
+        if self.num_samples < 1:
+            raise ValueError(f"`num_samples` must be positive, got {self.num_samples}.")
+
+
+def make_cells(
+    tasks: Iterable[str],
+    methods: Iterable[str],
+    budgets: Iterable[int],
+    seeds: Iterable[int],
+) -> list[Cell]:
+    """All cells of a sweep; unknown tasks or methods raise ``ValueError``."""
+    tasks, methods, budgets, seeds = (
+        list(tasks),
+        list(methods),
+        list(budgets),
+        list(seeds),
+    )
+    for name in methods:
+        get_method(name)
+    for name in tasks:
+        _check_task_name(name)
+    if any(b < 2 for b in budgets):
+        raise ValueError(f"`budgets` must be at least 2 simulations, got {budgets}.")
+    return [
+        # Small budgets first: a partial sweep gives a complete low-budget table.
+        Cell(t, m, b, s)
+        for b in sorted(budgets)
+        for t in tasks
+        for m in methods
+        for s in seeds
+    ]
+
+
+def _check_task_name(name: str) -> None:
+    from sbi_allinone.benchmarks.tasks import TASK_NAMES
+
+    if name not in TASK_NAMES:
+        raise ValueError(f"Unknown task {name!r}; available: {', '.join(TASK_NAMES)}.")
+
+
+def data_seed(cell: Cell) -> int:
+    """Seed of a cell's simulations: shared by all methods of a (task, budget, seed)."""
+    return zlib.crc32(f"{cell.task}/{cell.budget}/{cell.seed}".encode())
+
+
+def run_cell(
+    cell: Cell, settings: RunSettings, method: Method | None = None
+) -> list[dict]:
+    """Train one cell and score it on every requested observation.
+
+    Args:
+        cell: What to train.
+        settings: What to evaluate.
+        method: The method to train; default: the registry's entry for
+            ``cell.method``. Workers get it passed, so that methods registered at
+            run time (not on import) work in other processes too.
+
+    Returns:
+        One row (dict over :data:`COLUMNS`) per observation.
+    """
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    task, method = get_task(cell.task), method or get_method(cell.method)
+
+    torch.manual_seed(data_seed(cell))
+    theta = task.prior.sample((cell.budget,))
+    x = task.simulate(theta)
+    num_valid = int(torch.isfinite(x).all(dim=1).sum())
+
+    torch.manual_seed(cell.seed)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trained = method.train(theta, x, task.prior, settings.show_progress_bars)
+    train_time = time.perf_counter() - start
+
+    rows = []
+    for observation in settings.observations:
+        x_o = task.get_observation(observation)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            samples = trained.posterior.sample(
+                (settings.num_samples,), x=x_o, show_progress_bars=False
+            )
+        sample_time = time.perf_counter() - start
+        reference = task.get_reference_posterior_samples(observation)
+        rows.append(
+            {
+                **asdict(cell),
+                "observation": observation,
+                "c2st": _c2st(reference, samples, settings.classifier),
+                "classifier": settings.classifier,
+                "num_samples": settings.num_samples,
+                "train_time_s": round(train_time, 3),
+                "sample_time_s": round(sample_time, 3),
+                "epochs": trained.epochs,
+                "num_valid_simulations": num_valid,
+                "sbi_version": sbi.__version__,
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+        )
+    return rows
+
+
+def _c2st(reference: torch.Tensor, samples: torch.Tensor, classifier: str) -> float:
+    samples = samples.reshape(-1, reference.shape[1]).float()
+    if not torch.isfinite(samples).all():
+        return math.nan
+    n = min(len(reference), len(samples))
+    return round(
+        float(c2st(reference[:n], samples[:n], seed=1, classifier=classifier)), 4
+    )
+
+
+def read_results(out_dir: str | Path) -> list[dict]:
+    """Rows of a results folder's CSV file, numbers converted; ``[]`` if none."""
+    path = Path(out_dir) / RESULTS_FILE
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return [_parse_row(row) for row in csv.DictReader(f)]
+
+
+def _parse_row(row: dict) -> dict:
+    for key in ("budget", "seed", "observation", "num_samples", "epochs"):
+        row[key] = int(row[key])
+    row["num_valid_simulations"] = int(row["num_valid_simulations"])
+    for key in ("c2st", "train_time_s", "sample_time_s"):
+        row[key] = float(row[key])
+    return row
+
+
+def completed_cells(out_dir: str | Path, settings: RunSettings) -> set[tuple]:
+    """Keys of cells whose rows already cover all requested observations."""
+    covered: dict[tuple, set[int]] = {}
+    for row in read_results(out_dir):
+        if row["classifier"] == settings.classifier and (
+            row["num_samples"] == settings.num_samples
+        ):
+            key = (row["task"], row["method"], row["budget"], row["seed"])
+            covered.setdefault(key, set()).add(row["observation"])
+    wanted = set(settings.observations)
+    return {key for key, done in covered.items() if wanted <= done}
+
+
+def append_results(out_dir: str | Path, rows: Sequence[dict]) -> None:
+    """Append rows (dicts over :data:`COLUMNS`) to ``out_dir/results.csv``, durably."""
+    path = Path(out_dir) / RESULTS_FILE
+    new_file = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new_file:
+            writer.writeheader()
+        writer.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run_benchmark(
+    cells: Sequence[Cell],
+    settings: RunSettings,
+    out_dir: str | Path,
+    jobs: int = 1,
+    show_progress_bars: bool = True,
+) -> list[tuple[Cell, BaseException]]:
+    """Run all cells not already finished in ``out_dir``; append rows as cells finish.
+
+    Args:
+        cells: Cells to run (see :func:`make_cells`).
+        settings: Shared evaluation settings.
+        out_dir: Results folder; created if missing.
+        jobs: Number of worker processes; each gets ``cpu_count // jobs`` torch
+            threads unless ``settings.threads`` is set.
+        show_progress_bars: Show a progress bar over cells.
+
+    Returns:
+        The cells that failed, with their exceptions (finished cells are saved).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = completed_cells(out_dir, settings)
+    todo = [cell for cell in cells if cell.key() not in done]
+    if jobs < 1:
+        raise ValueError(f"`jobs` must be at least 1, got {jobs}.")
+    if jobs > 1 and settings.threads is None:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        settings = RunSettings(**{**asdict(settings), "threads": threads})
+
+    failures: list[tuple[Cell, BaseException]] = []
+    bar = tqdm(
+        total=len(cells),
+        initial=len(cells) - len(todo),
+        desc="cells",
+        disable=not show_progress_bars,
+    )
+    if jobs == 1:
+        for cell in todo:
+            bar.set_postfix_str(f"{cell.task}/{cell.method}/{cell.budget}/s{cell.seed}")
+            try:
+                append_results(out_dir, run_cell(cell, settings))
+            except Exception as error:  # a failed cell must not stop the sweep
+                failures.append((cell, error))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            futures: dict[Future, Cell] = {
+                pool.submit(run_cell, cell, settings, get_method(cell.method)): cell
+                for cell in todo
+            }
+            for future in as_completed(futures):
+                error = future.exception()
+                if error is None:
+                    append_results(out_dir, future.result())
+                else:
+                    failures.append((futures[future], error))
+                bar.update()
+    bar.close()
+    return failures

@@ -1,0 +1,42 @@
+"""The `sbi-allinone` command line."""
+
+import argparse
+
+import pytest
+
+from sbi_allinone.benchmarks.cli import main, parse_numbers
+
+from .helpers import FAST, register_test_methods
+
+
+def test_parse_numbers():
+    assert parse_numbers("1-3,7") == [1, 2, 3, 7]
+    assert parse_numbers("1000,10000") == [1000, 10000]
+    assert parse_numbers("2,2,1") == [2, 1]
+    for bad in ("a", "3-1", "1-"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected numbers"):
+            parse_numbers(bad)
+
+
+def test_bench_then_report(tmp_path, capsys):
+    register_test_methods()
+    out = tmp_path / "results"
+    args = ["bench", "--tasks", "two_moons", "--methods", FAST, "--budgets", "150"]
+    args += ["--observations", "1-2", "--num-samples", "200", "--classifier", "rf"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"| two_moons | 150 | {FAST} |" in printed
+    assert (out / "report.md").exists() and (out / "c2st_two_moons.png").exists()
+
+
+def test_errors_have_exit_code_2(tmp_path, capsys):
+    assert main(["bench", "--methods", "nope", "--out", str(tmp_path)]) == 2
+    assert "Unknown method 'nope'" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    printed = capsys.readouterr().out
+    assert "two_moons" in printed and "npse" in printed and "fmpe" in printed

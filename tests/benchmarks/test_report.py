@@ -1,0 +1,76 @@
+"""Report: markdown table and plots from a results file."""
+
+import math
+
+import pytest
+
+from sbi_allinone.benchmarks import read_results
+from sbi_allinone.benchmarks.report import markdown_table, summarize, write_report
+from sbi_allinone.benchmarks.runner import COLUMNS, append_results
+
+
+def _row(method, budget, observation, c2st, train=10.0, sample=1.0, seed=1):
+    values = dict.fromkeys(COLUMNS, "")
+    values.update(
+        task="two_moons",
+        method=method,
+        budget=budget,
+        seed=seed,
+        observation=observation,
+        c2st=c2st,
+        classifier="mlp",
+        num_samples=100,
+        train_time_s=train,
+        sample_time_s=sample,
+        epochs=50,
+        num_valid_simulations=budget,
+    )
+    return values
+
+
+@pytest.fixture
+def results(tmp_path):
+    rows = [
+        _row("npe", 1000, 1, 0.70),
+        _row("npe", 1000, 2, 0.80),
+        _row("npse", 1000, 1, 0.60, train=30.0, sample=4.0),
+        _row("npse", 1000, 2, math.nan, train=30.0, sample=4.0),
+        _row("npe", 10000, 1, 0.55, train=40.0),
+    ]
+    append_results(tmp_path, rows)
+    return tmp_path
+
+
+def test_summary_statistics(results):
+    summary = {(s["method"], s["budget"]): s for s in summarize(read_results(results))}
+    npe = summary[("npe", 1000)]
+    assert npe["c2st_mean"] == pytest.approx(0.75)
+    assert npe["c2st_sd"] == pytest.approx(math.sqrt(0.005))
+    assert npe["n"] == 2 and npe["n_failed"] == 0
+    assert summary[("npse", 1000)]["n_failed"] == 1
+    assert summary[("npse", 1000)]["c2st_mean"] == pytest.approx(0.60)
+
+
+def test_markdown_table_with_time_ratios(results):
+    summary = summarize(read_results(results))
+    table = markdown_table(summary, baseline="npe")
+    lines = table.splitlines()
+    assert lines[0].startswith("| task | budget | method | C2ST (mean ± sd)")
+    assert "train / npe" in lines[0]
+    npse = next(line for line in lines if "| npse |" in line)
+    assert "0.600 ± 0.000 (1 NaN)" in npse
+    assert "| 3.00 | 4.00 |" in npse  # 30 s / 10 s and 4 s / 1 s
+    assert "C2ST classifier: mlp" in table
+    assert "train /" not in markdown_table(summary, baseline=None)
+
+
+def test_write_report_files(results):
+    table = write_report(results)
+    assert (results / "report.md").read_text().strip() == table.strip()
+    png = results / "c2st_two_moons.png"
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_empty_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No results in"):
+        write_report(tmp_path)

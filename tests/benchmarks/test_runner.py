@@ -1,0 +1,133 @@
+"""The benchmark runner end to end on tiny budgets, resume, parallel jobs, errors."""
+
+import csv
+
+import pytest
+import torch
+
+from sbi_allinone.benchmarks import (
+    Cell,
+    RunSettings,
+    get_task,
+    make_cells,
+    read_results,
+    run_benchmark,
+    run_cell,
+)
+from sbi_allinone.benchmarks.runner import RESULTS_FILE, data_seed
+
+from .helpers import FAST, register_test_methods
+
+SETTINGS = RunSettings(observations=(1, 2), num_samples=300, classifier="rf")
+
+
+@pytest.fixture(autouse=True)
+def _methods():
+    register_test_methods()
+
+
+def test_run_cell_rows():
+    rows = run_cell(Cell("two_moons", FAST, 200, 1), SETTINGS)
+    assert [row["observation"] for row in rows] == [1, 2]
+    for row in rows:
+        assert 0.5 <= row["c2st"] <= 1.0
+        assert row["num_samples"] == 300 and row["classifier"] == "rf"
+        assert row["epochs"] == 5 and row["num_valid_simulations"] == 200
+        assert row["train_time_s"] > 0 and row["sample_time_s"] > 0
+
+
+def test_c2st_separates_good_from_bad_posteriors(monkeypatch):
+    # The score must be able to fail: reference samples score ~0.5, prior samples ~1.
+    from sbi_allinone.benchmarks.runner import _c2st
+
+    task = get_task("two_moons")
+    reference = task.get_reference_posterior_samples(1)
+    assert _c2st(reference[:1000], reference[5000:6000], "rf") < 0.56
+    assert _c2st(reference[:1000], task.prior.sample((1000,)), "rf") > 0.9
+
+
+def test_data_are_shared_across_methods_and_seeded():
+    a, b = Cell("slcp", "npe", 100, 1), Cell("slcp", "npse", 100, 1)
+    assert data_seed(a) == data_seed(b)
+    assert data_seed(a) != data_seed(Cell("slcp", "npe", 100, 2))
+    assert data_seed(a) != data_seed(Cell("slcp", "npe", 1000, 1))
+
+
+def test_run_cell_is_reproducible():
+    cell = Cell("gaussian_linear", FAST, 200, 3)
+    first, second = run_cell(cell, SETTINGS), run_cell(cell, SETTINGS)
+    assert [r["c2st"] for r in first] == [r["c2st"] for r in second]
+
+
+def test_sweep_resumes_after_interruption(tmp_path):
+    cells = make_cells(["two_moons"], [FAST, "test_interrupted"], [150], [1])
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(cells, SETTINGS, tmp_path, show_progress_bars=False)
+    saved = read_results(tmp_path)
+    assert {(r["method"], r["observation"]) for r in saved} == {(FAST, 1), (FAST, 2)}
+
+    # Resuming skips the finished cell: its rows stay exactly as they were.
+    cells = make_cells(["two_moons"], [FAST, "npe"], [150], [1])
+    sweep = [cells[0], Cell("two_moons", FAST, 150, 2)]
+    failures = run_benchmark(sweep, SETTINGS, tmp_path, show_progress_bars=False)
+    assert failures == []
+    rows = read_results(tmp_path)
+    assert rows[:2] == saved
+    assert [(r["seed"], r["observation"]) for r in rows[2:]] == [(2, 1), (2, 2)]
+
+    # Asking for more observations re-runs a cell; asking for fewer does not.
+    fewer = RunSettings(observations=(2,), num_samples=300, classifier="rf")
+    run_benchmark(sweep, fewer, tmp_path, show_progress_bars=False)
+    assert len(read_results(tmp_path)) == 4
+
+
+def test_failed_cell_is_reported_and_sweep_goes_on(tmp_path):
+    cells = make_cells(["two_moons"], ["test_broken", FAST], [150], [1])
+    failures = run_benchmark(cells, SETTINGS, tmp_path, show_progress_bars=False)
+    assert [(cell.method, str(error)) for cell, error in failures] == [
+        ("test_broken", "this method always fails")
+    ]
+    assert {r["method"] for r in read_results(tmp_path)} == {FAST}
+
+
+def test_parallel_jobs_write_a_tidy_file(tmp_path):
+    cells = make_cells(["two_moons", "gaussian_mixture"], [FAST], [150], [1])
+    settings = RunSettings(observations=(1,), num_samples=200, classifier="rf")
+    failures = run_benchmark(
+        cells, settings, tmp_path, jobs=2, show_progress_bars=False
+    )
+    assert failures == []
+    with (tmp_path / RESULTS_FILE).open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["task"] for r in rows) == ["gaussian_mixture", "two_moons"]
+
+
+def test_bad_settings_and_names():
+    with pytest.raises(ValueError, match="Unknown method 'nope'; registered: npe"):
+        make_cells(["two_moons"], ["nope"], [100], [1])
+    with pytest.raises(ValueError, match="Unknown task 'moons'"):
+        make_cells(["moons"], ["npe"], [100], [1])
+    with pytest.raises(ValueError, match="`budgets` must be at least 2"):
+        make_cells(["two_moons"], ["npe"], [0], [1])
+    with pytest.raises(ValueError, match="`classifier` must be 'mlp' or 'rf'"):
+        RunSettings(classifier="svm")
+    with pytest.raises(ValueError, match="`observations` must be numbers in 1..10"):
+        RunSettings(observations=(0, 11))
+    with pytest.raises(ValueError, match="`jobs` must be at least 1"):
+        run_benchmark([], SETTINGS, "unused", jobs=0)
+
+
+def test_nan_simulations_are_counted(monkeypatch):
+    task = get_task("two_moons")
+    simulate = task.simulate
+
+    def with_failures(theta):
+        x = simulate(theta)
+        x[::10] = float("nan")
+        return x
+
+    monkeypatch.setattr(task, "simulate", with_failures)
+    monkeypatch.setattr("sbi_allinone.benchmarks.runner.get_task", lambda name: task)
+    rows = run_cell(Cell("two_moons", FAST, 200, 1), SETTINGS)
+    assert rows[0]["num_valid_simulations"] == 180
+    assert torch.isfinite(torch.tensor([r["c2st"] for r in rows])).all()
