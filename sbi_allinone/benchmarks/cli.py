@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
         default="npe",
         help="method the time ratios divide by ('' for none)",
     )
+    report.add_argument(
+        "--observations",
+        type=parse_numbers,
+        default=None,
+        help="only these observations, e.g. 1-5 (default: all)",
+    )
 
     commands.add_parser("list", help="list tasks and registered methods")
     return parser
@@ -80,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         return _list()
     if args.command == "report":
-        return _report(args.out, args.baseline or None)
+        return _report(args.out, args.baseline or None, args.observations)
     return _bench(args)
 
 
@@ -95,11 +101,13 @@ def _list() -> int:
     return 0
 
 
-def _report(out: str, baseline: str | None) -> int:
+def _report(
+    out: str, baseline: str | None, observations: list[int] | None = None
+) -> int:
     from sbi_allinone.benchmarks.report import write_report
 
     try:
-        print(write_report(out, baseline=baseline))
+        print(write_report(out, baseline=baseline, observations=observations))
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -125,7 +133,8 @@ def _bench(args: argparse.Namespace) -> int:
     for cell, error in failures:
         print(f"cell {cell} failed: {type(error).__name__}: {error}", file=sys.stderr)
     if args.report:
-        _report(args.out, "npe" if "npe" in args.methods else None)
+        baseline = "npe" if "npe" in args.methods else None
+        _report(args.out, baseline, args.observations)
     return 1 if failures else 0
 
 

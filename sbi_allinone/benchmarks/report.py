@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from sbi_allinone.benchmarks.runner import read_results
@@ -154,13 +155,25 @@ def plot_c2st(summary: list[dict], out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def write_report(out_dir: str | Path, baseline: str | None = "npe") -> str:
+def write_report(
+    out_dir: str | Path,
+    baseline: str | None = "npe",
+    observations: Sequence[int] | None = None,
+) -> str:
     """Summarize a results folder: write ``report.md`` and the plots, return the table.
 
+    Args:
+        out_dir: Results folder of ``sbi-allinone bench``.
+        baseline: Method the time ratios divide by (see :func:`markdown_table`).
+        observations: Only these observation numbers (default: all rows), so that
+            cells run with more observations compare on the same ones.
+
     Raises:
-        FileNotFoundError: If the folder holds no results.
+        FileNotFoundError: If the folder holds no (selected) results.
     """
     rows = read_results(out_dir)
+    if observations is not None:
+        rows = [row for row in rows if row["observation"] in set(observations)]
     if not rows:
         raise FileNotFoundError(
             f"No results in {out_dir!s}: run `sbi-allinone bench` first."

@@ -31,6 +31,7 @@ from pathlib import Path
 import sbi
 import torch
 from sbi.utils.metrics import c2st
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from sbi_allinone.benchmarks.methods import Method, get_method
@@ -171,7 +172,10 @@ def run_cell(
         One row (dict over :data:`COLUMNS`) per observation.
     """
     if settings.threads is not None:
+        # Both torch and the BLAS under sklearn's C2ST classifier: oversubscribed
+        # cores make parallel cells slower than sequential ones.
         torch.set_num_threads(settings.threads)
+        threadpool_limits(settings.threads)
     task, method = get_task(cell.task), method or get_method(cell.method)
 
     torch.manual_seed(data_seed(cell))

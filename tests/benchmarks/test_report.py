@@ -71,6 +71,13 @@ def test_write_report_files(results):
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_report_on_selected_observations(results):
+    table = write_report(results, observations=[1])
+    assert "| two_moons | 1000 | npe | 0.700 ± 0.000 | 1 |" in table
+    with pytest.raises(FileNotFoundError):
+        write_report(results, observations=[7])
+
+
 def test_empty_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="No results in"):
         write_report(tmp_path)
