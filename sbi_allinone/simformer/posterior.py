@@ -1,0 +1,300 @@
+"""sbi posteriors for any conditional of a trained Simformer.
+
+A :class:`SimformerPosterior` is :math:`p(\\text{latent} \\mid \\text{condition})` for a
+fixed condition mask over ``[theta, x]``: the posterior (condition = data), the
+likelihood (condition = parameters) or any other split. In sbi's vocabulary its
+"theta" is the latent variables and its "x" the conditioned ones, so ``sample``,
+``sample_batched``, ``log_prob``, ``map`` and ``set_default_x`` behave as on sbi's
+posteriors and sbi's diagnostics (SBC, TARP, expected coverage, C2ST) accept it.
+NaN entries of a condition are missing: the conditional is then on the observed
+entries only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from sbi.inference.posteriors.base_posterior import NeuralPosterior
+from sbi.inference.potentials.base_potential import BasePotential
+from sbi.inference.potentials.vector_field_potential import (
+    CallableDifferentiablePotentialFunction,
+)
+from sbi.samplers.rejection.rejection import accept_reject_sample
+from sbi.utils.sbiutils import within_support
+from torch import Tensor
+from torch.distributions import Distribution
+
+from sbi_allinone.simformer.estimator import SimformerEstimator
+from sbi_allinone.simformer.sampling import ode_log_prob, sample_ode, sample_sde
+
+__all__ = ["SimformerPosterior"]
+
+SampleWith = Literal["sde", "ode"]
+
+
+class _ConditionalPotential(BasePotential):
+    """Log-density of the latents (probability-flow ODE) and its gradient (score)."""
+
+    def __init__(self, posterior: SimformerPosterior, device: str) -> None:
+        super().__init__(prior=None, x_o=None, device=device)
+        self._posterior = posterior
+
+    def __call__(self, theta: Tensor, track_gradients: bool = True) -> Tensor:
+        return self._posterior._log_prob_rows(theta, self.x_o.expand(len(theta), -1))
+
+    def gradient(self, theta: Tensor, time: Tensor | None = None) -> Tensor:
+        return self._posterior._score_rows(theta, self.x_o.expand(len(theta), -1))
+
+
+class SimformerPosterior(NeuralPosterior):
+    """One conditional of a trained Simformer, as an sbi ``NeuralPosterior``.
+
+    Args:
+        estimator: Trained :class:`~.estimator.SimformerEstimator`.
+        condition_mask: ``(n,)`` booleans over ``[theta, x]``, ``True`` for the
+            conditioned variables.
+        prior: Parameter prior; posterior samples outside its support are
+            rejected (only when the latent variables are exactly the parameters).
+        sample_with: ``"sde"`` (reverse SDE, Euler–Maruyama) or ``"ode"``
+            (probability-flow ODE, Heun).
+        steps: Time steps of the sampler (default 500 for SDE, 100 for ODE).
+        log_prob_steps: Heun steps of the log-probability ODE.
+        device: Device of sampling.
+    """
+
+    def __init__(
+        self,
+        estimator: SimformerEstimator,
+        condition_mask: Tensor,
+        prior: Distribution | None = None,
+        sample_with: SampleWith = "sde",
+        steps: int | None = None,
+        log_prob_steps: int = 100,
+        device: str = "cpu",
+    ) -> None:
+        condition_mask = torch.as_tensor(condition_mask).bool().flatten()
+        if condition_mask.shape != (estimator.num_nodes,):
+            raise ValueError(
+                f"`condition_mask` must have {estimator.num_nodes} entries (one per "
+                f"variable of [theta, x]), got {tuple(condition_mask.shape)}."
+            )
+        if condition_mask.all() or not condition_mask.any():
+            raise ValueError(
+                "`condition_mask` must condition on some but not all variables."
+            )
+        if sample_with not in ("sde", "ode"):
+            raise ValueError(
+                f"`sample_with` must be 'sde' or 'ode', got {sample_with!r}."
+            )
+        self.estimator = estimator.eval()
+        self.condition_mask = condition_mask
+        self.sample_with = sample_with
+        self.steps = steps or (500 if sample_with == "sde" else 100)
+        self.log_prob_steps = log_prob_steps
+        latent = ~condition_mask
+        is_parameters = torch.arange(estimator.num_nodes) < estimator.num_parameters
+        self.prior = prior if torch.equal(latent, is_parameters) else None
+        super().__init__(_ConditionalPotential(self, device), device=device)
+        self._purpose = "Conditional of a Simformer (sampled by score diffusion)."
+
+    @property
+    def num_latent(self) -> int:
+        return int((~self.condition_mask).sum())
+
+    def _values(self, theta: Tensor | None, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Standardized full value rows and missing flags for condition rows."""
+        num_rows = x.shape[0]
+        values = torch.zeros(num_rows, self.estimator.num_nodes)
+        values[:, self.condition_mask] = x.float()
+        if theta is not None:
+            values[:, ~self.condition_mask] = theta.float()
+        missing = torch.isnan(values) & self.condition_mask
+        values = torch.where(missing, 0.0, self.estimator.standardize(values))
+        return values, missing
+
+    def _check_x(self, x: Tensor) -> Tensor:
+        x = torch.as_tensor(x).float()
+        width = int(self.condition_mask.sum())
+        if x.ndim == 1:
+            x = x.unsqueeze(0)
+        if x.ndim != 2 or x.shape[1] != width:
+            raise ValueError(
+                f"`x` (the conditioned variables) must have shape (batch, {width}), "
+                f"got {tuple(x.shape)}."
+            )
+        return x
+
+    def set_default_x(self, x: Tensor) -> SimformerPosterior:
+        """Set the condition used when ``x`` is not passed (NaN entries allowed)."""
+        self._x = self._check_x(x).to(self._device)
+        self._map = None
+        return self
+
+    def _x_else_default_x(self, x: Tensor | None) -> Tensor:
+        # sbi's version rejects NaN; here NaN marks a missing entry.
+        if x is not None:
+            return self._check_x(x)
+        if self.default_x is None:
+            raise ValueError("Pass `x` or set one with `set_default_x`.")
+        return self.default_x
+
+    def _draw(self, x_rows: Tensor) -> Tensor:
+        values, missing = self._values(None, x_rows)
+        condition = self.condition_mask.expand_as(values)
+        sampler = sample_sde if self.sample_with == "sde" else sample_ode
+        out = sampler(self.estimator, values, condition, missing, steps=self.steps)
+        return self.estimator.unstandardize(out)[:, ~self.condition_mask]
+
+    def sample(
+        self,
+        sample_shape: Any = (),
+        x: Tensor | None = None,
+        show_progress_bars: bool = False,
+        max_sampling_batch_size: int = 10_000,
+    ) -> Tensor:
+        """Draw samples of the latent variables given one condition ``x``.
+
+        Args:
+            sample_shape: Shape of the samples.
+            x: Conditioned values ``(1, num_condition)`` (NaN = missing); default
+                the one set by ``set_default_x``.
+            show_progress_bars: Show rejection-sampling progress.
+            max_sampling_batch_size: Samples drawn per sampler run.
+
+        Returns:
+            ``(*sample_shape, num_latent)`` samples.
+        """
+        x = self._check_x(self._x_else_default_x(x))
+        if x.shape[0] != 1:
+            raise ValueError("`sample` takes one `x`; use `sample_batched` for more.")
+        num = int(torch.Size(sample_shape).numel())
+        samples = self.sample_batched(
+            (num,), x, show_progress_bars, max_sampling_batch_size
+        )
+        return samples[:, 0].reshape(*torch.Size(sample_shape), self.num_latent)
+
+    def sample_batched(
+        self,
+        sample_shape: Any,
+        x: Tensor,
+        show_progress_bars: bool = False,
+        max_sampling_batch_size: int = 10_000,
+    ) -> Tensor:
+        """Draw samples for each of a batch of conditions, vectorized.
+
+        Args:
+            sample_shape: Shape of the samples per condition.
+            x: Conditions ``(batch, num_condition)``.
+            show_progress_bars: Show rejection-sampling progress.
+            max_sampling_batch_size: Rows (samples × conditions) per sampler run.
+
+        Returns:
+            ``(*sample_shape, batch, num_latent)`` samples.
+        """
+        x = self._check_x(x)
+        num, batch = int(torch.Size(sample_shape).numel()), x.shape[0]
+
+        def propose(shape: torch.Size, **kwargs: Any) -> Tensor:
+            rows = x.repeat(shape.numel(), 1)
+            chunks = [
+                self._draw(chunk) for chunk in rows.split(max_sampling_batch_size)
+            ]
+            return torch.cat(chunks).reshape(shape.numel(), batch, self.num_latent)
+
+        if self.prior is None:
+            samples = propose(torch.Size((num,)))
+        else:
+            samples, _ = accept_reject_sample(
+                proposal=propose,
+                accept_reject_fn=lambda theta: within_support(self.prior, theta),
+                num_samples=num,
+                num_xos=batch,
+                show_progress_bars=show_progress_bars,
+                max_sampling_batch_size=max(1, max_sampling_batch_size // batch),
+                proposal_sampling_kwargs={},
+            )
+        return samples.reshape(*torch.Size(sample_shape), batch, self.num_latent)
+
+    def log_prob(self, theta: Tensor, x: Tensor | None = None) -> Tensor:
+        """Log-density of latent values given ``x`` (probability-flow ODE).
+
+        Args:
+            theta: Latent values ``(batch, num_latent)``.
+            x: One condition ``(1, num_condition)`` or one per row.
+
+        Returns:
+            ``(batch,)`` log-densities in original units.
+        """
+        theta = torch.as_tensor(theta).float()
+        if theta.ndim == 1:
+            theta = theta.unsqueeze(0)
+        if theta.ndim != 2 or theta.shape[1] != self.num_latent:
+            raise ValueError(
+                f"`theta` (the latent variables) must have shape (batch, "
+                f"{self.num_latent}), got {tuple(theta.shape)}."
+            )
+        x = self._check_x(self._x_else_default_x(x))
+        return self._log_prob_rows(theta, x.expand(len(theta), -1))
+
+    def _log_prob_rows(self, theta: Tensor, x_rows: Tensor) -> Tensor:
+        values, missing = self._values(theta, x_rows)
+        condition = self.condition_mask.expand_as(values)
+        log_prob = ode_log_prob(
+            self.estimator, values, condition, missing, steps=self.log_prob_steps
+        )
+        # Change of variables from standardized to original units.
+        log_std = torch.log(self.estimator.std[~self.condition_mask]).sum()
+        log_prob = log_prob - log_std
+        if self.prior is not None:
+            inside = within_support(self.prior, theta)
+            log_prob = torch.where(inside, log_prob, -torch.inf)
+        return log_prob.detach()
+
+    def _score_rows(self, theta: Tensor, x_rows: Tensor) -> Tensor:
+        values, missing = self._values(theta, x_rows)
+        condition = self.condition_mask.expand_as(values)
+        t = torch.full((len(values), 1), self.estimator.sde.t_min)
+        with torch.no_grad():
+            score = self.estimator.score(values, t, condition, missing)
+        return (score / self.estimator.std)[:, ~self.condition_mask]
+
+    def map(
+        self,
+        x: Tensor | None = None,
+        num_iter: int = 300,
+        num_to_optimize: int = 100,
+        learning_rate: float = 0.01,
+        init_method: str | Tensor = "posterior",
+        num_init_samples: int = 1000,
+        save_best_every: int = 100,
+        show_progress_bars: bool = False,
+        force_update: bool = False,
+    ) -> Tensor:
+        """Maximum of the conditional density, by gradient ascent on the score.
+
+        Uses the score at :math:`t_{min}` as the gradient of the log-density and the
+        ODE log-density to pick the best of ``num_to_optimize`` starts (as sbi's
+        score-based posteriors do).
+        """
+        if x is not None:
+            self.set_default_x(x)
+        if self.default_x is None:
+            raise ValueError("Set `x` first with `set_default_x` (or pass `x`).")
+        if self._map is None or force_update:
+            self.potential_fn._x_o = self.default_x  # set_x would reject NaN
+            differentiable = CallableDifferentiablePotentialFunction(self.potential_fn)
+            original, self.potential_fn = self.potential_fn, differentiable
+            try:
+                self._map = self._calculate_map(
+                    num_iter=num_iter,
+                    num_to_optimize=num_to_optimize,
+                    learning_rate=learning_rate,
+                    init_method=init_method,
+                    num_init_samples=num_init_samples,
+                    save_best_every=save_best_every,
+                    show_progress_bars=show_progress_bars,
+                )
+            finally:
+                self.potential_fn = original
+        return self._map

@@ -1,0 +1,94 @@
+"""Simformer trainer and posterior objects: the sbi interface, shapes and errors.
+
+Accuracy is checked elsewhere; here the network trains for two epochs only.
+"""
+
+import warnings
+
+import pytest
+import torch
+
+from sbi_allinone.simformer.trainer import Simformer
+from sbi_allinone.tracking import NullTracker
+
+PRIOR = torch.distributions.Independent(
+    torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1
+)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    theta = PRIOR.sample((300,))
+    x = torch.cat([theta + 0.5 * torch.randn_like(theta), theta.sum(1, True)], 1)
+    x[:10, 2] = float("nan")
+    inference = Simformer(
+        PRIOR,
+        tracker=NullTracker(),
+        show_progress_bars=False,
+        net_kwargs={"num_layers": 1},
+    )
+    with pytest.warns(UserWarning, match="10 entries of `x` .* treated as missing"):
+        inference.append_simulations(theta, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inference.train(max_num_epochs=1)
+    return inference
+
+
+def test_posterior_likelihood_and_conditional_shapes(trained):
+    posterior = trained.build_posterior(steps=5)
+    x_o = torch.tensor([[0.1, -0.2, 0.0]])
+    assert posterior.sample((7,), x=x_o).shape == (7, 2)
+    assert posterior.sample_batched((4,), x=x_o.repeat(3, 1)).shape == (4, 3, 2)
+    assert posterior.log_prob(torch.zeros(5, 2), x=x_o).shape == (5,)
+    posterior.set_default_x(x_o)
+    assert posterior.sample((3,)).shape == (3, 2)
+
+    likelihood = trained.build_likelihood(steps=5)
+    assert likelihood.sample((6,), x=torch.zeros(1, 2)).shape == (6, 3)
+
+    mask = torch.tensor([True, False, False, True, False])
+    conditional = trained.build_conditional(mask, sample_with="ode", steps=3)
+    assert conditional.sample((2,), x=torch.zeros(1, 2)).shape == (2, 3)
+
+
+def test_missing_observation_entries_are_allowed(trained):
+    posterior = trained.build_posterior(steps=5)
+    samples = posterior.sample((5,), x=torch.tensor([[0.1, float("nan"), 0.0]]))
+    assert samples.shape == (5, 2) and torch.isfinite(samples).all()
+
+
+def test_validation_loss_is_a_fixed_function(trained):
+    train_loader, val_loader = trained.get_dataloaders(0, 50, 0.1, True)
+    trained._neural_net.eval()
+    losses = [
+        sum(trained._get_losses(batch).sum().item() for batch in val_loader)
+        for _ in range(2)
+    ]
+    assert losses[0] == losses[1]
+
+
+def test_bad_input():
+    inference = Simformer(PRIOR, tracker=NullTracker())
+    with pytest.raises(ValueError, match="`theta` must have shape"):
+        inference.append_simulations(torch.zeros(5), torch.zeros(5, 2))
+    with pytest.raises(ValueError, match="`theta` has 5 rows but `x` has 4"):
+        inference.append_simulations(torch.zeros(5, 2), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="`theta` contains NaN"):
+        inference.append_simulations(
+            torch.full((2, 2), float("nan")), torch.zeros(2, 2)
+        )
+    with pytest.raises(ValueError, match="call `append_simulations` first"):
+        inference.train()
+    with pytest.raises(ValueError, match="needs a dependency `graph`"):
+        Simformer(PRIOR, attention="directed", tracker=NullTracker())
+
+
+def test_bad_conditions(trained):
+    with pytest.raises(ValueError, match="`condition_mask` must have 5 entries"):
+        trained.build_conditional(torch.tensor([True, False]))
+    with pytest.raises(ValueError, match="some but not all"):
+        trained.build_conditional(torch.ones(5, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"must have shape \(batch, 3\)"):
+        trained.build_posterior().sample((2,), x=torch.zeros(1, 2))
