@@ -27,10 +27,21 @@ from sbi_allinone.simformer.masks import check_dag, directed_mask, undirected_ma
 from sbi_allinone.simformer.network import SimformerNet
 from sbi_allinone.simformer.sde import SDE
 
-__all__ = ["SimformerEstimator"]
+__all__ = ["SimformerEstimator", "check_attention"]
 
 MaskKind = Literal["dense", "undirected", "directed"]
 SIGMA_FLOOR = 1e-3
+
+
+def check_attention(attention: str, graph: Tensor | None) -> None:
+    """Raise a ``ValueError`` unless ``attention`` is known and has its graph."""
+    if attention not in ("dense", "undirected", "directed"):
+        raise ValueError(
+            "`attention` must be 'dense', 'undirected' or 'directed', "
+            f"got {attention!r}."
+        )
+    if attention != "dense" and graph is None:
+        raise ValueError(f"`attention={attention!r}` needs a dependency `graph`.")
 
 
 class SimformerEstimator(nn.Module):
@@ -58,13 +69,7 @@ class SimformerEstimator(nn.Module):
         attention: MaskKind = "dense",
     ) -> None:
         super().__init__()
-        if attention not in ("dense", "undirected", "directed"):
-            raise ValueError(
-                "`attention` must be 'dense', 'undirected' or 'directed', "
-                f"got {attention!r}."
-            )
-        if attention != "dense" and graph is None:
-            raise ValueError(f"`attention={attention!r}` needs a dependency `graph`.")
+        check_attention(attention, graph)
         self.net, self.sde = net, sde
         self.num_nodes = net.num_nodes
         self.num_parameters = num_parameters

@@ -21,7 +21,11 @@ from torch.distributions import Distribution
 from torch.utils import data
 
 from sbi_allinone.simformer.condition import sample_condition_masks
-from sbi_allinone.simformer.estimator import MaskKind, SimformerEstimator
+from sbi_allinone.simformer.estimator import (
+    MaskKind,
+    SimformerEstimator,
+    check_attention,
+)
 from sbi_allinone.simformer.masks import check_dag
 from sbi_allinone.simformer.network import SimformerNet
 from sbi_allinone.simformer.posterior import SampleWith, SimformerPosterior
@@ -70,13 +74,7 @@ class Simformer(NeuralInference):
             show_progress_bars=show_progress_bars,
         )
         self._sde = make_sde(sde)
-        if attention not in ("dense", "undirected", "directed"):
-            raise ValueError(
-                "`attention` must be 'dense', 'undirected' or 'directed', "
-                f"got {attention!r}."
-            )
-        if attention != "dense" and graph is None:
-            raise ValueError(f"`attention={attention!r}` needs a dependency `graph`.")
+        check_attention(attention, graph)
         self._attention = attention
         self._graph = None if graph is None else check_dag(graph)
         self._net_kwargs = dict(net_kwargs or {})
