@@ -131,6 +131,10 @@ class SimformerEstimator(nn.Module):
         if missing is None:
             missing = torch.zeros_like(condition_mask)
         mask = self.attention_mask(condition_mask, missing)
+        # EDM-style input scaling: diffused standardized latents have variance
+        # m^2 + sigma^2 (up to 226 for VE); the network sees them at unit scale.
+        scale = torch.sqrt(self.sde.mean_factor(t) ** 2 + self.sde.std(t) ** 2)
+        values = torch.where(condition_mask, values, values / scale)
         out = self.net(values, t, condition_mask, mask)
         return out / self.sde.std(t).clamp(min=SIGMA_FLOOR)
 
