@@ -34,6 +34,7 @@ from sbi_allinone.simformer.sde import SDE, make_sde
 __all__ = ["Simformer"]
 
 VALIDATION_SEED = 0
+MIN_LEARNING_RATE = 1e-6
 
 
 class Simformer(NeuralInference):
@@ -152,42 +153,60 @@ class Simformer(NeuralInference):
 
     def train(
         self,
-        training_batch_size: int = 200,
+        training_batch_size: int = 1000,
         learning_rate: float = 1e-3,
         validation_fraction: float = 0.05,
+        num_steps: int | None = None,
+        steps_per_epoch: int = 100,
         stop_after_epochs: int = 20,
-        max_num_epochs: int = 2**31 - 1,
         clip_max_norm: float | None = 5.0,
         resume_training: bool = False,
         retrain_from_scratch: bool = False,
         show_train_summary: bool = False,
-        dataloader_kwargs: dict | None = None,
     ) -> SimformerEstimator:
         """Train by denoising score matching with random condition masks.
 
+        The paper's schedule (Gloeckler et al. 2024, App. A): Adam, batches of
+        1000 drawn with replacement, ``clip(3 N, 5000, 100000)`` steps for ``N``
+        simulations, the learning rate constant for the first half and decayed
+        linearly to 1e-6 over the second. sbi's loop validates every
+        ``steps_per_epoch`` steps ("an epoch"), stops early after
+        ``stop_after_epochs`` such blocks without improvement and restores the best
+        state. sbi's default (batch 200, one pass over the data per epoch,
+        patience 20) stops after a few hundred steps, far too early for a
+        diffusion model: on two moons with 1 000 simulations the posterior C2ST
+        was 0.99 that way against 0.56–0.68 with 3 000 steps of 1 000.
+
         Args:
-            training_batch_size: Batch size.
-            learning_rate: Adam learning rate (paper: 1e-3).
+            training_batch_size: Examples per step (paper: 1000).
+            learning_rate: Initial Adam learning rate (paper: 1e-3).
             validation_fraction: Held-out fraction (paper: 5 %).
-            stop_after_epochs: Early-stopping patience.
-            max_num_epochs: Epoch budget.
+            num_steps: Optimizer steps; default ``clip(3 N, 5000, 100000)``.
+            steps_per_epoch: Steps between validations.
+            stop_after_epochs: Early-stopping patience, in epochs.
             clip_max_norm: Gradient-norm clip, or ``None``.
             resume_training: Continue the previous run (same split and optimizer).
             retrain_from_scratch: Build a fresh network.
             show_train_summary: Print sbi's summary.
-            dataloader_kwargs: Extra arguments of the data loaders.
 
         Returns:
             The trained estimator.
         """
         if not self._theta_roundwise:
             raise ValueError("No simulations: call `append_simulations` first.")
+        num_simulations = sum(len(theta) for theta in self._theta_roundwise)
+        if num_steps is None:
+            num_steps = min(max(3 * num_simulations, 5_000), 100_000)
+        if num_steps < 1 or steps_per_epoch < 1:
+            raise ValueError(
+                "`num_steps` and `steps_per_epoch` must be positive, got "
+                f"{num_steps} and {steps_per_epoch}."
+            )
+        self._steps_per_epoch = steps_per_epoch
+        num_epochs = -(-num_steps // steps_per_epoch)
+        self._lr_schedule = (learning_rate, num_epochs)
         train_loader, val_loader = self.get_dataloaders(
-            0,
-            training_batch_size,
-            validation_fraction,
-            resume_training,
-            dataloader_kwargs,
+            0, training_batch_size, validation_fraction, resume_training
         )
         if self._neural_net is None or retrain_from_scratch:
             self._initialize_neural_network(retrain_from_scratch, 0)
@@ -196,7 +215,7 @@ class Simformer(NeuralInference):
             learning_rate=learning_rate,
             validation_fraction=validation_fraction,
             stop_after_epochs=stop_after_epochs,
-            max_num_epochs=max_num_epochs,
+            max_num_epochs=num_epochs - 1,  # sbi's loop runs max_num_epochs + 1
             resume_training=resume_training,
             retrain_from_scratch=retrain_from_scratch,
             show_train_summary=show_train_summary,
@@ -204,16 +223,48 @@ class Simformer(NeuralInference):
         )
         return self._run_training_loop(train_loader, val_loader, config)
 
-    def get_dataloaders(
-        self, *args, **kwargs
-    ) -> tuple[data.DataLoader, data.DataLoader]:
-        """sbi's loaders, with validation batches in a fixed order.
+    def _train_epoch(self, train_loader, clip_max_norm, loss_args):  # noqa: ANN001
+        base, num_epochs = self._lr_schedule
+        decay = max(0.0, (self.epoch - num_epochs / 2) / (num_epochs / 2))
+        for group in self.optimizer.param_groups:
+            group["lr"] = base + (MIN_LEARNING_RATE - base) * min(decay, 1.0)
+        return super()._train_epoch(train_loader, clip_max_norm, loss_args)
 
-        The validation loss draws its times, noise and condition masks from a fixed
-        seed per batch, so a fixed order makes it the same function every epoch and
-        early stopping meaningful.
+    def get_dataloaders(
+        self,
+        starting_round: int = 0,
+        training_batch_size: int = 1000,
+        validation_fraction: float = 0.05,
+        resume_training: bool = False,
+        dataloader_kwargs: dict | None = None,
+    ) -> tuple[data.DataLoader, data.DataLoader]:
+        """Training batches drawn with replacement; validation in a fixed order.
+
+        An "epoch" is ``steps_per_epoch`` batches of ``training_batch_size``
+        examples drawn with replacement from the training split. The validation
+        loss draws its times, noise and condition masks from a fixed seed per
+        batch, so a fixed order makes it the same function every epoch and early
+        stopping meaningful.
         """
-        train_loader, val_loader = super().get_dataloaders(*args, **kwargs)
+        train_loader, val_loader = super().get_dataloaders(
+            starting_round,
+            training_batch_size,
+            validation_fraction,
+            resume_training,
+            dataloader_kwargs,
+        )
+        batch_size = training_batch_size
+        train_split = data.Subset(train_loader.dataset, self.train_indices.tolist())
+        train_loader = data.DataLoader(
+            train_split,
+            batch_size=batch_size,
+            sampler=data.RandomSampler(
+                train_split,
+                replacement=True,
+                num_samples=self._steps_per_epoch * batch_size,
+            ),
+            drop_last=True,
+        )
         val_loader = data.DataLoader(
             val_loader.dataset,
             batch_size=val_loader.batch_size,

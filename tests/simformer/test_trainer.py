@@ -32,7 +32,7 @@ def trained():
         inference.append_simulations(theta, x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        inference.train(max_num_epochs=1)
+        inference.train(num_steps=4, steps_per_epoch=2, training_batch_size=50)
     return inference
 
 
@@ -69,6 +69,20 @@ def test_validation_loss_is_a_fixed_function(trained):
     assert losses[0] == losses[1]
 
 
+def test_learning_rate_decays_over_the_second_half(trained):
+    # 2 epochs of 2 steps: epoch 0 at the base rate, epoch 1 at the half-way point.
+    assert trained.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    inference = Simformer(PRIOR, tracker=NullTracker(), show_progress_bars=False)
+    inference.append_simulations(PRIOR.sample((60,)), PRIOR.sample((60,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inference.train(num_steps=8, steps_per_epoch=1, training_batch_size=10)
+    # Epoch 7 of 8: 7/8 of the way, 3/4 through the decay from 1e-3 to 1e-6.
+    assert inference.optimizer.param_groups[0]["lr"] == pytest.approx(
+        1e-3 + 0.75 * (1e-6 - 1e-3)
+    )
+
+
 def test_bad_input():
     inference = Simformer(PRIOR, tracker=NullTracker())
     with pytest.raises(ValueError, match="`theta` must have shape"):
@@ -81,6 +95,9 @@ def test_bad_input():
         )
     with pytest.raises(ValueError, match="call `append_simulations` first"):
         inference.train()
+    inference.append_simulations(torch.zeros(5, 2), torch.zeros(5, 2))
+    with pytest.raises(ValueError, match="`num_steps` and `steps_per_epoch` must be"):
+        inference.train(num_steps=0)
     with pytest.raises(ValueError, match="needs a dependency `graph`"):
         Simformer(PRIOR, attention="directed", tracker=NullTracker())
 
