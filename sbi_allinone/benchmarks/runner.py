@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from sbi_allinone.benchmarks.methods import Method, get_method
-from sbi_allinone.benchmarks.tasks import get_task
+from sbi_allinone.benchmarks.tasks import check_task_name, get_task
 
 __all__ = [
     "Cell",
@@ -131,7 +131,7 @@ def make_cells(
     for name in methods:
         get_method(name)
     for name in tasks:
-        _check_task_name(name)
+        check_task_name(name)
     if any(b < 2 for b in budgets):
         raise ValueError(f"`budgets` must be at least 2 simulations, got {budgets}.")
     return [
@@ -142,13 +142,6 @@ def make_cells(
         for m in methods
         for s in seeds
     ]
-
-
-def _check_task_name(name: str) -> None:
-    from sbi_allinone.benchmarks.tasks import TASK_NAMES
-
-    if name not in TASK_NAMES:
-        raise ValueError(f"Unknown task {name!r}; available: {', '.join(TASK_NAMES)}.")
 
 
 def data_seed(cell: Cell) -> int:

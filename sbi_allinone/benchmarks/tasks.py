@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-__all__ = ["TASK_NAMES", "Task", "get_task"]
+__all__ = ["TASK_NAMES", "Task", "check_task_name", "get_task"]
 
 TASK_NAMES: tuple[str, ...] = (
     "gaussian_linear",
@@ -173,14 +173,19 @@ def get_task(name: str) -> Task:
         >>> task.simulate(task.prior.sample((3,))).shape
         torch.Size([3, 2])
     """
-    if name not in TASK_NAMES:
-        raise ValueError(f"Unknown task {name!r}; available: {', '.join(TASK_NAMES)}.")
+    check_task_name(name)
     _require_sbibm()
     if name == "slcp_distractors":
         return _slcp_distractors()
     if name in ("sir", "lotka_volterra"):
         return _ode_task(name)
     return _sbibm_task(name)
+
+
+def check_task_name(name: str) -> None:
+    """Raise a ``ValueError`` listing the tasks unless ``name`` is one of them."""
+    if name not in TASK_NAMES:
+        raise ValueError(f"Unknown task {name!r}; available: {', '.join(TASK_NAMES)}.")
 
 
 def _require_sbibm() -> None:

@@ -22,6 +22,7 @@ removes paths that the graph says are not needed, it does not make layers indepe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -184,10 +185,18 @@ def directed_mask(adjacency: Tensor, condition_masks: Tensor) -> Tensor:
         condition_masks: ``(batch, n)`` booleans, ``True`` for conditioned nodes.
 
     Returns:
-        ``(batch, n, n)`` attention masks with self-attention; each distinct condition
-        mask is inverted once.
+        ``(batch, n, n)`` attention masks with self-attention; each distinct
+        (graph, condition mask) pair is inverted once per process.
     """
-    eye = torch.eye(len(adjacency), dtype=torch.bool)
     unique, index = torch.unique(condition_masks.bool(), dim=0, return_inverse=True)
-    masks = torch.stack([faithful_inversion(adjacency, c) | eye for c in unique])
+    graph = tuple(map(tuple, adjacency.bool().tolist()))
+    masks = torch.stack([_cached_mask(graph, tuple(c.tolist())) for c in unique])
     return masks[index]
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_mask(graph: tuple, condition: tuple) -> Tensor:
+    # Samplers ask for the same condition mask at every step: invert it once.
+    adjacency = torch.tensor(graph, dtype=torch.bool)
+    inverse = faithful_inversion(adjacency, torch.tensor(condition))
+    return inverse | torch.eye(len(graph), dtype=torch.bool)
