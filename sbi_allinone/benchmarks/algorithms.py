@@ -63,7 +63,9 @@ def run(
     prior = task.get_prior_dist()
     theta = task.get_prior()(num_samples=num_simulations)
     x = task.get_simulator()(theta)
-    trained = spec.train(theta, x, prior, show_progress_bars)
+    trained = spec.fit(
+        theta, x, prior, show_progress_bars, task=getattr(task, "name", None)
+    )
     posterior = trained.posterior
     samples = posterior.sample((num_samples,), x=observation, show_progress_bars=False)
     log_prob_true = None

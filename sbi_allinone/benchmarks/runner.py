@@ -180,7 +180,9 @@ def run_cell(
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trained = method.train(theta, x, task.prior, settings.show_progress_bars)
+        trained = method.fit(
+            theta, x, task.prior, settings.show_progress_bars, task=cell.task
+        )
     train_time = time.perf_counter() - start
 
     rows = []
