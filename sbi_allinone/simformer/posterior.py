@@ -12,6 +12,7 @@ entries only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -26,6 +27,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from sbi_allinone.simformer.estimator import SimformerEstimator
+from sbi_allinone.simformer.guidance import Constraint, Guidance
 from sbi_allinone.simformer.sampling import ode_log_prob, sample_ode, sample_sde
 
 __all__ = ["SimformerPosterior"]
@@ -60,6 +62,11 @@ class SimformerPosterior(NeuralPosterior):
             (probability-flow ODE, Heun).
         steps: Time steps of the sampler (default 500 for SDE, 100 for ODE).
         log_prob_steps: Heun steps of the log-probability ODE.
+        guidance: Interval observations or linear constraints (user units, over
+            ``[theta, x]``, on latent variables only) imposed by guidance; see
+            :mod:`.guidance`. Only with ``sample_with="sde"``; the guided
+            conditional has no tractable density (``log_prob`` and ``map`` raise).
+        recurrence: Self-recurrence of the guided sampler (paper: 5).
         device: Device of sampling.
     """
 
@@ -71,6 +78,8 @@ class SimformerPosterior(NeuralPosterior):
         sample_with: SampleWith = "sde",
         steps: int | None = None,
         log_prob_steps: int = 100,
+        guidance: Sequence[Constraint] | None = None,
+        recurrence: int = 1,
         device: str = "cpu",
     ) -> None:
         condition_mask = torch.as_tensor(condition_mask).bool().flatten()
@@ -87,6 +96,16 @@ class SimformerPosterior(NeuralPosterior):
             raise ValueError(
                 f"`sample_with` must be 'sde' or 'ode', got {sample_with!r}."
             )
+        if guidance and sample_with != "sde":
+            raise ValueError("`guidance` needs `sample_with='sde'`.")
+        if recurrence < 1:
+            raise ValueError(f"`recurrence` must be at least 1, got {recurrence}.")
+        self.guidance = (
+            Guidance(guidance, estimator.mean, estimator.std, ~condition_mask)
+            if guidance
+            else None
+        )
+        self.recurrence = recurrence
         self.estimator = estimator.eval()
         self.condition_mask = condition_mask
         self.sample_with = sample_with
@@ -142,8 +161,18 @@ class SimformerPosterior(NeuralPosterior):
     def _draw(self, x_rows: Tensor) -> Tensor:
         values, missing = self._values(None, x_rows)
         condition = self.condition_mask.expand_as(values)
-        sampler = sample_sde if self.sample_with == "sde" else sample_ode
-        out = sampler(self.estimator, values, condition, missing, steps=self.steps)
+        if self.sample_with == "sde":
+            out = sample_sde(
+                self.estimator,
+                values,
+                condition,
+                missing,
+                steps=self.steps,
+                guidance=self.guidance,
+                recurrence=self.recurrence,
+            )
+        else:
+            out = sample_ode(self.estimator, values, condition, missing, self.steps)
         return self.estimator.unstandardize(out)[:, ~self.condition_mask]
 
     def sample(
@@ -226,6 +255,7 @@ class SimformerPosterior(NeuralPosterior):
         Returns:
             ``(batch,)`` log-densities in original units.
         """
+        self._no_density_under_guidance("log_prob")
         theta = torch.as_tensor(theta).float()
         if theta.ndim == 1:
             theta = theta.unsqueeze(0)
@@ -236,6 +266,13 @@ class SimformerPosterior(NeuralPosterior):
             )
         x = self._check_x(self._x_else_default_x(x))
         return self._log_prob_rows(theta, x.expand(len(theta), -1))
+
+    def _no_density_under_guidance(self, what: str) -> None:
+        if self.guidance is not None:
+            raise ValueError(
+                f"`{what}` is not available with `guidance`: the guided conditional "
+                "is defined by its sampler only and has no tractable density."
+            )
 
     def _log_prob_rows(self, theta: Tensor, x_rows: Tensor) -> Tensor:
         values, missing = self._values(theta, x_rows)
@@ -277,6 +314,7 @@ class SimformerPosterior(NeuralPosterior):
         ODE log-density to pick the best of ``num_to_optimize`` starts (as sbi's
         score-based posteriors do).
         """
+        self._no_density_under_guidance("map")
         if x is not None:
             self.set_default_x(x)
         if self.default_x is None:

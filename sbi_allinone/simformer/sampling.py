@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 
 from sbi_allinone.simformer.estimator import SimformerEstimator
+from sbi_allinone.simformer.guidance import Guidance, sharpness
+from sbi_allinone.simformer.sde import SDE
 
 __all__ = ["ode_log_prob", "sample_ode", "sample_sde"]
 
@@ -64,6 +66,8 @@ def sample_sde(
     condition_mask: Tensor,
     missing: Tensor,
     steps: int = 500,
+    guidance: Guidance | None = None,
+    recurrence: int = 1,
 ) -> Tensor:
     """Sample latents by the reverse SDE with Euler–Maruyama.
 
@@ -73,22 +77,42 @@ def sample_sde(
         condition_mask: ``(batch, n)``, ``True`` = conditioned.
         missing: ``(batch, n)``, ``True`` = missing (ignored).
         steps: Number of uniform time steps.
+        guidance: Constraints whose score correction is added (see
+            :mod:`.guidance`), or ``None``.
+        recurrence: Times every step is done; between repetitions the result is
+            re-noised to the step's start (self-recurrence; 1 = plain sampler).
 
     Returns:
         ``(batch, n)`` standardized samples (conditioned entries as given).
     """
+    if recurrence < 1:
+        raise ValueError(f"`recurrence` must be at least 1, got {recurrence}.")
     latent = ~(condition_mask | missing)
     v = _initial(estimator, values, latent)
     sde = estimator.sde
     times = _times(estimator, steps, v)
     for t, t_next in zip(times[:-1], times[1:], strict=True):
-        dt = t - t_next
         tt = t.expand(v.shape[0], 1)
-        score = estimator.score(v, tt, condition_mask, missing)
-        drift = sde.drift_coefficient(tt) * v - sde.diffusion(tt) ** 2 * score
-        step = -drift * dt + sde.diffusion(tt) * dt.sqrt() * torch.randn_like(v)
-        v = torch.where(latent, v + step, v)
+        for repetition in range(recurrence):
+            if repetition:
+                v = torch.where(latent, _renoise(sde, v, t_next, t), v)
+            score = estimator.score(v, tt, condition_mask, missing)
+            dt = t - t_next
+            if guidance is not None:
+                m, s, g = sde.mean_factor(tt), sde.std(tt), sde.diffusion(tt)
+                kappa = sharpness(s, g, dt)
+                score = score + guidance.score_correction(v, score, m, s, kappa)
+            drift = sde.drift_coefficient(tt) * v - sde.diffusion(tt) ** 2 * score
+            step = -drift * dt + sde.diffusion(tt) * dt.sqrt() * torch.randn_like(v)
+            v = torch.where(latent, v + step, v)
     return v
+
+
+def _renoise(sde: SDE, v: Tensor, t_from: Tensor, t_to: Tensor) -> Tensor:
+    # Forward transition of the SDE from t_from to the later t_to.
+    ratio = sde.mean_factor(t_to) / sde.mean_factor(t_from)
+    variance = sde.std(t_to) ** 2 - ratio**2 * sde.std(t_from) ** 2
+    return ratio * v + variance.clamp(min=0).sqrt() * torch.randn_like(v)
 
 
 @torch.no_grad()

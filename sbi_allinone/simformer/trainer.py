@@ -26,6 +26,7 @@ from sbi_allinone.simformer.estimator import (
     SimformerEstimator,
     check_attention,
 )
+from sbi_allinone.simformer.guidance import Constraint
 from sbi_allinone.simformer.masks import check_dag
 from sbi_allinone.simformer.network import SimformerNet
 from sbi_allinone.simformer.posterior import SampleWith, SimformerPosterior
@@ -339,6 +340,8 @@ class Simformer(NeuralInference):
         sample_with: SampleWith = "sde",
         steps: int | None = None,
         prior: Distribution | None = None,
+        guidance: Sequence[Constraint] | None = None,
+        recurrence: int = 1,
     ) -> SimformerPosterior:
         """Any conditional of the joint: ``p(latent | conditioned)``.
 
@@ -348,6 +351,10 @@ class Simformer(NeuralInference):
             sample_with: ``"sde"`` or ``"ode"``.
             steps: Sampler steps (default 500 SDE / 100 ODE).
             prior: Prior for support rejection (default: the trainer's).
+            guidance: Interval observations / linear constraints on latent
+                variables, e.g. ``[Interval(node=3, low=0.0, high=1.0)]`` (see
+                :mod:`~sbi_allinone.simformer.guidance`); ``sample_with="sde"``.
+            recurrence: Self-recurrence of the guided sampler (paper: 5).
 
         Returns:
             An sbi posterior whose ``theta`` is the latent variables and whose
@@ -361,6 +368,8 @@ class Simformer(NeuralInference):
             prior=self._prior if prior is None else prior,
             sample_with=sample_with,
             steps=steps,
+            guidance=guidance,
+            recurrence=recurrence,
             device=str(self._device),
         )
 

@@ -157,3 +157,29 @@ def test_pickle_round_trip(trained, tmp_path):
     torch.manual_seed(3)
     again = loaded["trainer"].build_posterior(steps=5).sample((4,), x=x_o)
     assert torch.equal(again, expected)
+
+
+def test_guided_conditional_through_the_trainer(trained):
+    from sbi_allinone.simformer.guidance import Interval
+
+    # Interval observation of x_3 (node 4) in [0.5, 1.0], x_1 observed exactly.
+    mask = torch.tensor([False, False, True, False, False])
+    guided = trained.build_conditional(
+        mask, steps=100, guidance=[Interval(4, 0.5, 1.0)], recurrence=2
+    )
+    free = trained.build_conditional(mask, steps=100)
+    samples = guided.sample((300,), x=torch.tensor([[0.3]]))
+    assert samples.shape == (300, 4)
+
+    def inside(samples):
+        return ((samples[:, 3] > 0.5) & (samples[:, 3] < 1.0)).float().mean()
+
+    # Even a barely trained network is pulled into the interval.
+    assert inside(samples) > 0.8
+    assert inside(free.sample((300,), x=torch.tensor([[0.3]]))) < 0.5
+    with pytest.raises(ValueError, match="no tractable density"):
+        guided.log_prob(torch.zeros(1, 4), x=torch.tensor([[0.3]]))
+    with pytest.raises(ValueError, match="sample_with='sde'"):
+        trained.build_conditional(mask, sample_with="ode", guidance=[Interval(4, 0.5)])
+    with pytest.raises(ValueError, match="conditioned on"):
+        trained.build_conditional(mask, guidance=[Interval(2, 0.5)])
