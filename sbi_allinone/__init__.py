@@ -1,5 +1,7 @@
 """sbi-allinone: Simformer, inflationary flows and invertible networks for sbi."""
 
+from sbi_allinone.simformer import Simformer
+
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__"]
+__all__ = ["Simformer", "__version__"]

@@ -1,6 +1,22 @@
 """Simformer (Gloeckler et al., ICML 2024): one score model for every conditional.
 
-Work in progress (issue 3): the SDEs, condition-mask sampler, attention masks and the
-network are here; the trainer and posteriors are not yet, so nothing is exported from
-``sbi_allinone`` itself.
+:class:`Simformer` is the trainer (sbi's ``NPE`` interface); its ``build_posterior``,
+``build_likelihood`` and ``build_conditional`` return
+:class:`~.posterior.SimformerPosterior` objects. Dependency graphs for attention
+masks are built with :func:`~.masks.adjacency_from_parents`; interval observations
+and constraints are :class:`~.guidance.Interval` and
+:class:`~.guidance.LinearConstraint`.
 """
+
+from sbi_allinone.simformer.guidance import Interval, LinearConstraint
+from sbi_allinone.simformer.masks import adjacency_from_parents
+from sbi_allinone.simformer.posterior import SimformerPosterior
+from sbi_allinone.simformer.trainer import Simformer
+
+__all__ = [
+    "Interval",
+    "LinearConstraint",
+    "Simformer",
+    "SimformerPosterior",
+    "adjacency_from_parents",
+]

@@ -198,11 +198,14 @@ class Simformer(NeuralInference):
         num_simulations = sum(len(theta) for theta in self._theta_roundwise)
         if num_steps is None:
             num_steps = min(max(3 * num_simulations, 5_000), 100_000)
-        if num_steps < 1 or steps_per_epoch < 1:
+        if num_steps < 2 or steps_per_epoch < 1:
             raise ValueError(
-                "`num_steps` and `steps_per_epoch` must be positive, got "
-                f"{num_steps} and {steps_per_epoch}."
+                "`num_steps` must be at least 2 (sbi's loop runs two epochs or more) "
+                f"and `steps_per_epoch` positive, got {num_steps} and "
+                f"{steps_per_epoch}."
             )
+        # At least two "epochs", so that short runs still validate twice.
+        steps_per_epoch = min(steps_per_epoch, num_steps // 2)
         self._steps_per_epoch = steps_per_epoch
         num_epochs = -(-num_steps // steps_per_epoch)
         self._lr_schedule = (learning_rate, num_epochs)

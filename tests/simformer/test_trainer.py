@@ -96,7 +96,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="call `append_simulations` first"):
         inference.train()
     inference.append_simulations(torch.zeros(5, 2), torch.zeros(5, 2))
-    with pytest.raises(ValueError, match="`num_steps` and `steps_per_epoch` must be"):
+    with pytest.raises(ValueError, match="`num_steps` must be at least 2"):
         inference.train(num_steps=0)
     with pytest.raises(ValueError, match="needs a dependency `graph`"):
         Simformer(PRIOR, attention="directed", tracker=NullTracker())
