@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         help="train and score (task, method, budget, seed) cells",
         description="Train each cell once, sample every observation, score by C2ST. "
-        "Finished cells are appended to OUT/results.csv; re-running resumes.",
+        "Finished cells are appended to OUT/results.csv (OUT/likelihood.csv with "
+        "--target likelihood); re-running resumes.",
     )
     bench.add_argument("--tasks", type=_names, default=["two_moons"])
     bench.add_argument("--methods", type=_names, default=["npe"])
@@ -54,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="results")
     bench.add_argument("--num-samples", type=int, default=10_000)
     bench.add_argument("--classifier", choices=("mlp", "rf"), default="mlp")
+    bench.add_argument(
+        "--target",
+        choices=("posterior", "likelihood"),
+        default="posterior",
+        help="score posteriors (default) or likelihoods p(x|theta) at each "
+        "observation's true parameters against the simulator",
+    )
     bench.add_argument("--jobs", type=int, default=1, help="worker processes")
     bench.add_argument(
         "--threads", type=int, default=None, help="torch threads per cell"
@@ -75,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="only these observations, e.g. 1-5 (default: all)",
     )
+    report.add_argument(
+        "--target", choices=("posterior", "likelihood"), default="posterior"
+    )
 
     commands.add_parser("list", help="list tasks and registered methods")
     return parser
@@ -86,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         return _list()
     if args.command == "report":
-        return _report(args.out, args.baseline or None, args.observations)
+        return _report(args.out, args.baseline or None, args.observations, args.target)
     return _bench(args)
 
 
@@ -102,16 +113,21 @@ def _list() -> int:
 
 
 def _report(
-    out: str, baseline: str | None, observations: list[int] | None = None
+    out: str,
+    baseline: str | None,
+    observations: list[int] | None = None,
+    target: str = "posterior",
 ) -> int:
     from sbi_allinone.benchmarks.report import write_report
 
     try:
-        print(write_report(out, baseline=baseline, observations=observations))
+        print(write_report(out, baseline, observations, target))
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"\nwritten: {out}/report.md and {out}/c2st_<task>.png")
+    prefix = "" if target == "posterior" else f"{target}_"
+    name = "report.md" if target == "posterior" else f"report_{target}.md"
+    print(f"\nwritten: {out}/{name} and {out}/{prefix}c2st_<task>.png")
     return 0
 
 
@@ -124,6 +140,7 @@ def _bench(args: argparse.Namespace) -> int:
             num_samples=args.num_samples,
             classifier=args.classifier,
             threads=args.threads,
+            target=args.target,
         )
         cells = make_cells(args.tasks, args.methods, args.budgets, args.seeds)
     except ValueError as error:
@@ -134,7 +151,7 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"cell {cell} failed: {type(error).__name__}: {error}", file=sys.stderr)
     if args.report:
         baseline = "npe" if "npe" in args.methods else None
-        _report(args.out, baseline, args.observations)
+        _report(args.out, baseline, args.observations, args.target)
     return 1 if failures else 0
 
 

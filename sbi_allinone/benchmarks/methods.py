@@ -40,10 +40,13 @@ class TrainedPosterior:
     Args:
         posterior: An sbi posterior with ``sample((n,), x=x_o)``.
         epochs: Number of training epochs run (early stopping included).
+        likelihood: The method's likelihood ``p(x | theta)`` as an sbi posterior
+            object (``sample((n,), x=theta)``), if it has one.
     """
 
     posterior: NeuralPosterior
     epochs: int
+    likelihood: NeuralPosterior | None = None
 
 
 TrainFn = Callable[[Tensor, Tensor, Distribution, bool], TrainedPosterior]
@@ -243,8 +246,12 @@ def train_simformer(
     inference.append_simulations(theta, x).train(
         training_batch_size=SIMFORMER_BATCH_SIZE, num_steps=num_steps
     )
-    posterior = inference.build_posterior(steps=SIMFORMER_SAMPLING_STEPS)
-    return TrainedPosterior(posterior, _epochs(inference))
+    steps = SIMFORMER_SAMPLING_STEPS
+    return TrainedPosterior(
+        inference.build_posterior(steps=steps),
+        _epochs(inference),
+        likelihood=inference.build_likelihood(steps=steps),
+    )
 
 
 def train_simformer_undirected(

@@ -111,12 +111,13 @@ def _ratio(value: float, reference: float | None) -> str:
     return f"{value / reference:.2f}"
 
 
-def plot_c2st(summary: list[dict], out_dir: str | Path) -> list[Path]:
-    """Save one C2ST-vs-budget plot per task (``c2st_<task>.png``).
+def plot_c2st(summary: list[dict], out_dir: str | Path, prefix: str = "") -> list[Path]:
+    """Save one C2ST-vs-budget plot per task (``<prefix>c2st_<task>.png``).
 
     Args:
         summary: Output of :func:`summarize`.
         out_dir: Folder for the PNG files.
+        prefix: File-name prefix (``"likelihood_"`` for likelihood rows).
 
     Returns:
         Paths of the written files.
@@ -145,10 +146,10 @@ def plot_c2st(summary: list[dict], out_dir: str | Path) -> list[Path]:
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_xlabel("number of simulations")
         ax.set_ylabel(f"C2ST ({entries[0]['classifier']})")
-        ax.set_title(task)
+        ax.set_title(task if not prefix else f"{task} ({prefix.rstrip('_')})")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = Path(out_dir) / f"c2st_{task}.png"
+        path = Path(out_dir) / f"{prefix}c2st_{task}.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
         paths.append(path)
@@ -159,19 +160,24 @@ def write_report(
     out_dir: str | Path,
     baseline: str | None = "npe",
     observations: Sequence[int] | None = None,
+    target: str = "posterior",
 ) -> str:
     """Summarize a results folder: write ``report.md`` and the plots, return the table.
+
+    The likelihood rows (``target="likelihood"``) go to ``report_likelihood.md`` and
+    ``likelihood_c2st_<task>.png``.
 
     Args:
         out_dir: Results folder of ``sbi-allinone bench``.
         baseline: Method the time ratios divide by (see :func:`markdown_table`).
         observations: Only these observation numbers (default: all rows), so that
             cells run with more observations compare on the same ones.
+        target: ``"posterior"`` or ``"likelihood"``.
 
     Raises:
         FileNotFoundError: If the folder holds no (selected) results.
     """
-    rows = read_results(out_dir)
+    rows = read_results(out_dir, target)
     if observations is not None:
         rows = [row for row in rows if row["observation"] in set(observations)]
     if not rows:
@@ -180,6 +186,8 @@ def write_report(
         )
     summary = summarize(rows)
     table = markdown_table(summary, baseline=baseline)
-    (Path(out_dir) / "report.md").write_text(table + "\n")
-    plot_c2st(summary, out_dir)
+    prefix = "" if target == "posterior" else f"{target}_"
+    name = "report.md" if target == "posterior" else f"report_{target}.md"
+    (Path(out_dir) / name).write_text(table + "\n")
+    plot_c2st(summary, out_dir, prefix)
     return table

@@ -3,7 +3,10 @@
 A cell simulates ``budget`` prior draws (the same data for every method: the data
 seed depends on task, budget and seed only), trains the method, draws
 ``num_samples`` posterior samples for each requested observation and scores them
-with C2ST against sbibm's reference samples. :func:`run_cell` is a plain, picklable
+with C2ST against sbibm's reference samples. With ``target="likelihood"`` it scores
+the method's likelihood instead: samples of ``p(x | theta)`` at each observation's
+true parameters against fresh simulations there (methods that provide a likelihood
+only, e.g. the Simformer). :func:`run_cell` is a plain, picklable
 function of plain arguments, so cells can be handed to any executor::
 
     from dask.distributed import Client            # or: ray.remote(run_cell)
@@ -41,15 +44,27 @@ __all__ = [
     "Cell",
     "RunSettings",
     "RESULTS_FILE",
+    "TARGETS",
     "append_results",
     "completed_cells",
     "make_cells",
     "read_results",
+    "results_file",
     "run_benchmark",
     "run_cell",
 ]
 
 RESULTS_FILE = "results.csv"
+TARGETS = ("posterior", "likelihood")
+_FILES = {"posterior": RESULTS_FILE, "likelihood": "likelihood.csv"}
+
+
+def results_file(target: str = "posterior") -> str:
+    """Name of the CSV file holding a target's rows in a results folder."""
+    if target not in TARGETS:
+        raise ValueError(f"`target` must be one of {TARGETS}, got {target!r}.")
+    return _FILES[target]
+
 
 COLUMNS = (
     "task",
@@ -92,6 +107,9 @@ class RunSettings:
         classifier: C2ST classifier: ``"mlp"`` (sbibm's choice) or ``"rf"``.
         threads: Torch threads per cell; ``None`` leaves torch's default.
         show_progress_bars: Show training progress bars inside cells.
+        target: ``"posterior"`` (C2ST against reference posterior samples) or
+            ``"likelihood"`` (C2ST of the method's likelihood samples against
+            simulations at each observation's true parameters).
     """
 
     observations: tuple[int, ...] = tuple(range(1, 11))
@@ -99,8 +117,10 @@ class RunSettings:
     classifier: str = "mlp"
     threads: int | None = None
     show_progress_bars: bool = False
+    target: str = "posterior"
 
     def __post_init__(self) -> None:
+        results_file(self.target)
         if self.classifier not in ("mlp", "rf"):
             raise ValueError(
                 f"`classifier` must be 'mlp' or 'rf', got {self.classifier!r}."
@@ -185,17 +205,23 @@ def run_cell(
         )
     train_time = time.perf_counter() - start
 
+    estimator = trained.posterior
+    if settings.target == "likelihood":
+        if trained.likelihood is None:
+            raise ValueError(f"Method {method.name!r} provides no likelihood.")
+        estimator = trained.likelihood
     rows = []
     for observation in settings.observations:
-        x_o = task.get_observation(observation)
+        condition, reference = _condition_and_reference(
+            task, observation, settings, cell
+        )
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            samples = trained.posterior.sample(
-                (settings.num_samples,), x=x_o, show_progress_bars=False
+            samples = estimator.sample(
+                (settings.num_samples,), x=condition, show_progress_bars=False
             )
         sample_time = time.perf_counter() - start
-        reference = task.get_reference_posterior_samples(observation)
         rows.append(
             {
                 **asdict(cell),
@@ -214,6 +240,19 @@ def run_cell(
     return rows
 
 
+def _condition_and_reference(
+    task, observation: int, settings: RunSettings, cell: Cell
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if settings.target == "posterior":
+        x_o = task.get_observation(observation)
+        return x_o, task.get_reference_posterior_samples(observation)
+    theta = task.get_true_parameters(observation)
+    # Reference simulations: seeded apart from the training data and the method.
+    torch.manual_seed(data_seed(cell) + observation)
+    simulations = task.simulate(theta.repeat(settings.num_samples, 1))
+    return theta, simulations[torch.isfinite(simulations).all(dim=1)]
+
+
 def _c2st(reference: torch.Tensor, samples: torch.Tensor, classifier: str) -> float:
     samples = samples.reshape(-1, reference.shape[1]).float()
     if not torch.isfinite(samples).all():
@@ -224,9 +263,14 @@ def _c2st(reference: torch.Tensor, samples: torch.Tensor, classifier: str) -> fl
     )
 
 
-def read_results(out_dir: str | Path) -> list[dict]:
-    """Rows of a results folder's CSV file, numbers converted; ``[]`` if none."""
-    path = Path(out_dir) / RESULTS_FILE
+def read_results(out_dir: str | Path, target: str = "posterior") -> list[dict]:
+    """Rows of a results folder's CSV file, numbers converted; ``[]`` if none.
+
+    Args:
+        out_dir: Results folder.
+        target: ``"posterior"`` or ``"likelihood"`` rows.
+    """
+    path = Path(out_dir) / results_file(target)
     if not path.exists():
         return []
     with path.open(newline="") as f:
@@ -245,7 +289,7 @@ def _parse_row(row: dict) -> dict:
 def completed_cells(out_dir: str | Path, settings: RunSettings) -> set[tuple]:
     """Keys of cells whose rows already cover all requested observations."""
     covered: dict[tuple, set[int]] = {}
-    for row in read_results(out_dir):
+    for row in read_results(out_dir, settings.target):
         if row["classifier"] == settings.classifier and (
             row["num_samples"] == settings.num_samples
         ):
@@ -255,9 +299,11 @@ def completed_cells(out_dir: str | Path, settings: RunSettings) -> set[tuple]:
     return {key for key, done in covered.items() if wanted <= done}
 
 
-def append_results(out_dir: str | Path, rows: Sequence[dict]) -> None:
-    """Append rows (dicts over :data:`COLUMNS`) to ``out_dir/results.csv``, durably."""
-    path = Path(out_dir) / RESULTS_FILE
+def append_results(
+    out_dir: str | Path, rows: Sequence[dict], target: str = "posterior"
+) -> None:
+    """Append rows (dicts over :data:`COLUMNS`) to the target's CSV file, durably."""
+    path = Path(out_dir) / results_file(target)
     new_file = not path.exists()
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -309,7 +355,7 @@ def run_benchmark(
         for cell in todo:
             bar.set_postfix_str(f"{cell.task}/{cell.method}/{cell.budget}/s{cell.seed}")
             try:
-                append_results(out_dir, run_cell(cell, settings))
+                append_results(out_dir, run_cell(cell, settings), settings.target)
             except Exception as error:  # a failed cell must not stop the sweep
                 failures.append((cell, error))
             bar.update()
@@ -322,7 +368,7 @@ def run_benchmark(
             for future in as_completed(futures):
                 error = future.exception()
                 if error is None:
-                    append_results(out_dir, future.result())
+                    append_results(out_dir, future.result(), settings.target)
                 else:
                     failures.append((futures[future], error))
                 bar.update()

@@ -44,3 +44,45 @@ def test_graph_variants_use_the_task_graph(tiny_schedule):
         method.fit(theta, x, prior)
     with pytest.raises(ValueError, match="No dependency graph"):
         method.fit(theta, x, prior, task="sir")
+
+
+def test_likelihood_target_scores_simformer_likelihoods(tiny_schedule, tmp_path):
+    from sbi_allinone.benchmarks import read_results, run_benchmark, write_report
+
+    settings = RunSettings(
+        observations=(1, 2), num_samples=150, classifier="rf", target="likelihood"
+    )
+    failures = run_benchmark(
+        [Cell("two_moons", "simformer", 120, 1), Cell("two_moons", "npe", 120, 1)],
+        settings,
+        tmp_path,
+        show_progress_bars=False,
+    )
+    # NPE has no likelihood: a clear failure; the Simformer's rows are written.
+    assert [str(error) for _, error in failures] == [
+        "Method 'npe' provides no likelihood."
+    ]
+    rows = read_results(tmp_path, "likelihood")
+    assert [(r["method"], r["observation"]) for r in rows] == [
+        ("simformer", 1),
+        ("simformer", 2),
+    ]
+    assert not read_results(tmp_path)  # the posterior file stays untouched
+    assert "simformer" in write_report(tmp_path, None, target="likelihood")
+    assert (tmp_path / "report_likelihood.md").exists()
+    assert (tmp_path / "likelihood_c2st_two_moons.png").exists()
+
+
+def test_likelihood_reference_is_the_simulator_at_the_true_parameters():
+    from sbi_allinone.benchmarks import get_task
+    from sbi_allinone.benchmarks.runner import _condition_and_reference
+
+    task = get_task("gaussian_linear")
+    settings = RunSettings(observations=(3,), num_samples=4000, target="likelihood")
+    theta, reference = _condition_and_reference(
+        task, 3, settings, Cell("gaussian_linear", "simformer", 100, 1)
+    )
+    assert torch.equal(theta, task.get_true_parameters(3))
+    # gaussian_linear: x ~ N(theta, 0.1 I).
+    assert torch.allclose(reference.mean(0), theta[0], atol=0.02)
+    assert torch.allclose(reference.var(0), torch.full((10,), 0.1), atol=0.01)
