@@ -4,7 +4,8 @@ Trains the benchmark's `simformer` method once on two_moons (1 000 simulations, 
 runner's data seed) and scores posterior samples drawn with different samplers and
 step counts by C2ST (MLP, as the runner) on observations 1-3.
 
-    cd docs/benchmarks && python simformer_sampling_steps.py > simformer_sampling_steps.md
+    cd docs/benchmarks
+    python simformer_sampling_steps.py > simformer_sampling_steps.md
 """
 
 import time
