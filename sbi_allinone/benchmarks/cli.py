@@ -54,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=parse_numbers, default=[1])
     bench.add_argument("--out", default="results")
     bench.add_argument("--num-samples", type=int, default=10_000)
-    bench.add_argument("--classifier", choices=("mlp", "rf"), default="mlp")
+    bench.add_argument(
+        "--classifier",
+        default="mlp",
+        help="C2ST classifier: mlp (default, sbibm), rf (Simformer paper) or mlp,rf "
+        "(both, on the same samples)",
+    )
     bench.add_argument(
         "--target",
         choices=("posterior", "likelihood"),
@@ -86,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--target", choices=("posterior", "likelihood"), default="posterior"
     )
+    report.add_argument(
+        "--classifier", default=None, help="only rows scored by this classifier"
+    )
 
     commands.add_parser("list", help="list tasks and registered methods")
     return parser
@@ -97,7 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         return _list()
     if args.command == "report":
-        return _report(args.out, args.baseline or None, args.observations, args.target)
+        return _report(
+            args.out,
+            args.baseline or None,
+            args.observations,
+            args.target,
+            args.classifier,
+        )
     return _bench(args)
 
 
@@ -117,11 +131,12 @@ def _report(
     baseline: str | None,
     observations: list[int] | None = None,
     target: str = "posterior",
+    classifier: str | None = None,
 ) -> int:
     from sbi_allinone.benchmarks.report import write_report
 
     try:
-        print(write_report(out, baseline, observations, target))
+        print(write_report(out, baseline, observations, target, classifier))
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ __all__ = ["plot_c2st", "summarize", "markdown_table", "write_report"]
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Aggregate rows over observations and seeds per (task, budget, method).
+    """Aggregate rows over observations and seeds per task, budget, classifier, method.
 
     Args:
         rows: Rows as returned by :func:`~sbi_allinone.benchmarks.runner.read_results`.
@@ -27,9 +27,10 @@ def summarize(rows: list[dict]) -> list[dict]:
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row["task"], row["budget"], row["method"])].append(row)
+        key = (row["task"], row["budget"], row["classifier"], row["method"])
+        groups[key].append(row)
     summary = []
-    for (task, budget, method), group in sorted(groups.items()):
+    for (task, budget, classifier, method), group in sorted(groups.items()):
         c2sts = [r["c2st"] for r in group if not math.isnan(r["c2st"])]
         per_seed = {r["seed"]: r for r in group}.values()
         summary.append(
@@ -44,7 +45,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                 "train_time_s": statistics.fmean(r["train_time_s"] for r in per_seed),
                 "sample_time_s": statistics.fmean(r["sample_time_s"] for r in group),
                 "epochs": statistics.fmean(r["epochs"] for r in per_seed),
-                "classifier": "/".join(sorted({r["classifier"] for r in group})),
+                "classifier": classifier,
             }
         )
     return summary
@@ -62,11 +63,17 @@ def markdown_table(summary: list[dict], baseline: str | None = "npe") -> str:
     Returns:
         The table, one line per (task, budget, method).
     """
-    base = {(s["task"], s["budget"]): s for s in summary if s["method"] == baseline}
+    base = {
+        (s["task"], s["budget"], s["classifier"]): s
+        for s in summary
+        if s["method"] == baseline
+    }
     with_ratio = bool(base)
+    several = len({s["classifier"] for s in summary}) > 1
     header = [
         "task",
         "budget",
+        *(["classifier"] if several else []),
         "method",
         "C2ST (mean ± sd)",
         "n",
@@ -82,6 +89,7 @@ def markdown_table(summary: list[dict], baseline: str | None = "npe") -> str:
         cells = [
             s["task"],
             str(s["budget"]),
+            *([s["classifier"]] if several else []),
             s["method"],
             f"{s['c2st_mean']:.3f} ± {s['c2st_sd']:.3f}{failed}",
             str(s["n"]),
@@ -89,7 +97,7 @@ def markdown_table(summary: list[dict], baseline: str | None = "npe") -> str:
             f"{s['sample_time_s']:.2f}",
         ]
         if with_ratio:
-            ref = base.get((s["task"], s["budget"]))
+            ref = base.get((s["task"], s["budget"], s["classifier"]))
             cells += [
                 _ratio(s["train_time_s"], ref and ref["train_time_s"]),
                 _ratio(s["sample_time_s"], ref and ref["sample_time_s"]),
@@ -127,9 +135,12 @@ def plot_c2st(summary: list[dict], out_dir: str | Path, prefix: str = "") -> lis
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # One classifier per plot: the first, alphabetically (mlp before rf).
+    shown = min(s["classifier"] for s in summary)
     by_task: dict[str, list[dict]] = defaultdict(list)
     for s in summary:
-        by_task[s["task"]].append(s)
+        if s["classifier"] == shown:
+            by_task[s["task"]].append(s)
     paths = []
     for task, entries in by_task.items():
         fig, ax = plt.subplots(figsize=(4.5, 3.5))
@@ -161,6 +172,7 @@ def write_report(
     baseline: str | None = "npe",
     observations: Sequence[int] | None = None,
     target: str = "posterior",
+    classifier: str | None = None,
 ) -> str:
     """Summarize a results folder: write ``report.md`` and the plots, return the table.
 
@@ -173,6 +185,8 @@ def write_report(
         observations: Only these observation numbers (default: all rows), so that
             cells run with more observations compare on the same ones.
         target: ``"posterior"`` or ``"likelihood"``.
+        classifier: Only rows scored by this C2ST classifier (default: all; the
+            plots then use the first classifier of the rows).
 
     Raises:
         FileNotFoundError: If the folder holds no (selected) results.
@@ -180,6 +194,8 @@ def write_report(
     rows = read_results(out_dir, target)
     if observations is not None:
         rows = [row for row in rows if row["observation"] in set(observations)]
+    if classifier is not None:
+        rows = [row for row in rows if row["classifier"] == classifier]
     if not rows:
         raise FileNotFoundError(
             f"No results in {out_dir!s}: run `sbi-allinone bench` first."

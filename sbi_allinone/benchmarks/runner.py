@@ -104,7 +104,9 @@ class RunSettings:
     Args:
         observations: sbibm observation numbers (1–10) to evaluate on.
         num_samples: Posterior samples per observation (sbibm uses 10 000).
-        classifier: C2ST classifier: ``"mlp"`` (sbibm's choice) or ``"rf"``.
+        classifier: C2ST classifier: ``"mlp"`` (sbibm's choice), ``"rf"`` (the
+            Simformer paper's) or both, ``"mlp,rf"``: the same samples are then
+            scored by each, one row per classifier.
         threads: Torch threads per cell; ``None`` leaves torch's default.
         show_progress_bars: Show training progress bars inside cells.
         target: ``"posterior"`` (C2ST against reference posterior samples) or
@@ -119,11 +121,19 @@ class RunSettings:
     show_progress_bars: bool = False
     target: str = "posterior"
 
+    @property
+    def classifiers(self) -> tuple[str, ...]:
+        """The C2ST classifiers, in order."""
+        return tuple(c.strip() for c in self.classifier.split(",") if c.strip())
+
     def __post_init__(self) -> None:
         results_file(self.target)
-        if self.classifier not in ("mlp", "rf"):
+        if not self.classifiers or any(
+            c not in ("mlp", "rf") for c in self.classifiers
+        ):
             raise ValueError(
-                f"`classifier` must be 'mlp' or 'rf', got {self.classifier!r}."
+                "`classifier` must be 'mlp', 'rf' or 'mlp,rf', got "
+                f"{self.classifier!r}."
             )
         if not self.observations or any(
             o not in range(1, 11) for o in self.observations
@@ -222,12 +232,12 @@ def run_cell(
                 (settings.num_samples,), x=condition, show_progress_bars=False
             )
         sample_time = time.perf_counter() - start
-        rows.append(
+        rows += [
             {
                 **asdict(cell),
                 "observation": observation,
-                "c2st": _c2st(reference, samples, settings.classifier),
-                "classifier": settings.classifier,
+                "c2st": _c2st(reference, samples, classifier),
+                "classifier": classifier,
                 "num_samples": settings.num_samples,
                 "train_time_s": round(train_time, 3),
                 "sample_time_s": round(sample_time, 3),
@@ -236,7 +246,8 @@ def run_cell(
                 "sbi_version": sbi.__version__,
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }
-        )
+            for classifier in settings.classifiers
+        ]
     return rows
 
 
@@ -288,14 +299,12 @@ def _parse_row(row: dict) -> dict:
 
 def completed_cells(out_dir: str | Path, settings: RunSettings) -> set[tuple]:
     """Keys of cells whose rows already cover all requested observations."""
-    covered: dict[tuple, set[int]] = {}
+    covered: dict[tuple, set[tuple[int, str]]] = {}
     for row in read_results(out_dir, settings.target):
-        if row["classifier"] == settings.classifier and (
-            row["num_samples"] == settings.num_samples
-        ):
+        if row["num_samples"] == settings.num_samples:
             key = (row["task"], row["method"], row["budget"], row["seed"])
-            covered.setdefault(key, set()).add(row["observation"])
-    wanted = set(settings.observations)
+            covered.setdefault(key, set()).add((row["observation"], row["classifier"]))
+    wanted = {(o, c) for o in settings.observations for c in settings.classifiers}
     return {key for key, done in covered.items() if wanted <= done}
 
 

@@ -109,7 +109,9 @@ def test_bad_settings_and_names():
         make_cells(["moons"], ["npe"], [100], [1])
     with pytest.raises(ValueError, match="`budgets` must be at least 2"):
         make_cells(["two_moons"], ["npe"], [0], [1])
-    with pytest.raises(ValueError, match="`classifier` must be 'mlp' or 'rf'"):
+    with pytest.raises(
+        ValueError, match="`classifier` must be 'mlp', 'rf' or 'mlp,rf'"
+    ):
         RunSettings(classifier="svm")
     with pytest.raises(ValueError, match="`observations` must be numbers in 1..10"):
         RunSettings(observations=(0, 11))
@@ -131,3 +133,21 @@ def test_nan_simulations_are_counted(monkeypatch):
     rows = run_cell(Cell("two_moons", FAST, 200, 1), SETTINGS)
     assert rows[0]["num_valid_simulations"] == 180
     assert torch.isfinite(torch.tensor([r["c2st"] for r in rows])).all()
+
+
+def test_two_classifiers_score_the_same_samples(tmp_path):
+    from sbi_allinone.benchmarks import write_report
+
+    both = RunSettings(observations=(1,), num_samples=300, classifier="mlp,rf")
+    cells = [Cell("two_moons", FAST, 150, 1)]
+    run_benchmark(cells, both, tmp_path, show_progress_bars=False)
+    rows = read_results(tmp_path)
+    assert [r["classifier"] for r in rows] == ["mlp", "rf"]
+    assert rows[0]["sample_time_s"] == rows[1]["sample_time_s"]  # one draw
+    # Done for both classifiers, and for each alone: nothing is re-run.
+    for settings in (both, SETTINGS.__class__(observations=(1,), num_samples=300)):
+        run_benchmark(cells, settings, tmp_path, show_progress_bars=False)
+    assert len(read_results(tmp_path)) == 2
+    table = write_report(tmp_path, baseline=None)
+    assert "| classifier |" in table and "| rf |" in table
+    assert "| rf |" not in write_report(tmp_path, baseline=None, classifier="mlp")
