@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import torch
 from sbi.inference import FMPE, NLE, NPE, NPSE
 from sbi.inference.posteriors.base_posterior import NeuralPosterior
 from torch import Tensor
@@ -40,13 +42,14 @@ class TrainedPosterior:
     Args:
         posterior: An sbi posterior with ``sample((n,), x=x_o)``.
         epochs: Number of training epochs run (early stopping included).
-        likelihood: The method's likelihood ``p(x | theta)`` as an sbi posterior
-            object (``sample((n,), x=theta)``), if it has one.
+        likelihood: The method's likelihood ``p(x | theta)``, if it has one: any
+            object with ``sample((n,), x=theta, show_progress_bars=False)`` (a
+            Simformer conditional, a :class:`LikelihoodSampler`).
     """
 
     posterior: NeuralPosterior
     epochs: int
-    likelihood: NeuralPosterior | None = None
+    likelihood: Any = None
 
 
 TrainFn = Callable[[Tensor, Tensor, Distribution, bool], TrainedPosterior]
@@ -174,18 +177,42 @@ def train_npe_nsf(
     return _train_npe(theta, x, prior, show_progress_bars, "nsf")
 
 
+class LikelihoodSampler:
+    """Samples ``x ~ q(x | theta)`` of a trained sbi likelihood estimator.
+
+    Gives an NLE likelihood the ``sample((n,), x=theta)`` interface of the
+    posteriors, so the runner's ``--target likelihood`` scores it.
+
+    Args:
+        estimator: sbi ``ConditionalDensityEstimator`` of ``x`` given ``theta``.
+    """
+
+    def __init__(self, estimator) -> None:  # noqa: ANN001
+        self.estimator = estimator
+
+    def sample(
+        self, sample_shape: tuple, x: Tensor, show_progress_bars: bool = False
+    ) -> Tensor:
+        """``(*sample_shape, dim_x)`` data at one parameter set ``x`` ``(1, dim)``."""
+        with torch.no_grad():
+            samples = self.estimator.sample(torch.Size(sample_shape), condition=x)
+        return samples.reshape(*sample_shape, -1)
+
+
 def train_nle(
     theta: Tensor, x: Tensor, prior: Distribution, show_progress_bars: bool = False
 ) -> TrainedPosterior:
     """sbi's NLE (MAF likelihood) with vectorized slice-sampling MCMC."""
     inference = NLE(prior, tracker=NullTracker(), show_progress_bars=show_progress_bars)
-    inference.append_simulations(theta, x).train()
+    estimator = inference.append_simulations(theta, x).train()
     posterior = inference.build_posterior(
         mcmc_method="slice_np_vectorized",
         # Many short vectorized chains: as fast per sample as slice sampling gets.
         mcmc_parameters={"num_chains": 100, "thin": 1, "warmup_steps": 200},
     )
-    return TrainedPosterior(posterior, _epochs(inference))
+    return TrainedPosterior(
+        posterior, _epochs(inference), likelihood=LikelihoodSampler(estimator)
+    )
 
 
 def train_npse(

@@ -53,7 +53,11 @@ def test_likelihood_target_scores_simformer_likelihoods(tiny_schedule, tmp_path)
         observations=(1, 2), num_samples=150, classifier="rf", target="likelihood"
     )
     failures = run_benchmark(
-        [Cell("two_moons", "simformer", 120, 1), Cell("two_moons", "npe", 120, 1)],
+        [
+            Cell("two_moons", "simformer", 120, 1),
+            Cell("two_moons", "npe", 120, 1),
+            Cell("two_moons", "nle", 120, 1),
+        ],
         settings,
         tmp_path,
         show_progress_bars=False,
@@ -66,6 +70,8 @@ def test_likelihood_target_scores_simformer_likelihoods(tiny_schedule, tmp_path)
     assert [(r["method"], r["observation"]) for r in rows] == [
         ("simformer", 1),
         ("simformer", 2),
+        ("nle", 1),
+        ("nle", 2),
     ]
     assert not read_results(tmp_path)  # the posterior file stays untouched
     assert "simformer" in write_report(tmp_path, None, target="likelihood")
