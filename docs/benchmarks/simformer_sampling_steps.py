@@ -2,7 +2,7 @@
 
 Trains the benchmark's `simformer` method once on two_moons (1 000 simulations, the
 runner's data seed) and scores posterior samples drawn with different samplers and
-step counts by C2ST (MLP, as the runner) on observations 1-3.
+step counts by C2ST (MLP, as the runner) on observations 1-2.
 
     cd docs/benchmarks
     python simformer_sampling_steps.py > simformer_sampling_steps.md
@@ -16,7 +16,7 @@ from sbi.utils.metrics import c2st
 from sbi_allinone.benchmarks import Cell, get_method, get_task
 from sbi_allinone.benchmarks.runner import data_seed
 
-TASK, BUDGET, NUM_SAMPLES, OBSERVATIONS = "two_moons", 1000, 10_000, (1, 2, 3)
+TASK, BUDGET, NUM_SAMPLES, OBSERVATIONS = "two_moons", 1000, 10_000, (1, 2)
 SAMPLERS = [
     ("sde", 20),
     ("sde", 50),
