@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -281,28 +282,6 @@ def train_simformer(
     )
 
 
-def train_simformer_undirected(
-    theta: Tensor,
-    x: Tensor,
-    prior: Distribution,
-    show_progress_bars: bool = False,
-    task: str | None = None,
-) -> TrainedPosterior:
-    """The Simformer with the task's moralized dependency graph as attention mask."""
-    return train_simformer(theta, x, prior, show_progress_bars, task, "undirected")
-
-
-def train_simformer_directed(
-    theta: Tensor,
-    x: Tensor,
-    prior: Distribution,
-    show_progress_bars: bool = False,
-    task: str | None = None,
-) -> TrainedPosterior:
-    """The Simformer with directed masks (faithful inversion of the task's graph)."""
-    return train_simformer(theta, x, prior, show_progress_bars, task, "directed")
-
-
 register_method("npe", train_npe_maf, "sbi NPE, masked autoregressive flow")
 register_method("npe_nsf", train_npe_nsf, "sbi NPE, neural spline flow")
 register_method(
@@ -313,13 +292,14 @@ register_method("fmpe", train_fmpe, "sbi FMPE, flow matching")
 register_method("simformer", train_simformer, "Simformer, dense attention (VE SDE)")
 register_method(
     "simformer_undirected",
-    train_simformer_undirected,
+    # partial of a module-level function: still pickles for worker processes.
+    partial(train_simformer, attention="undirected"),
     "Simformer, moralized task graph as attention mask",
     needs_task=True,
 )
 register_method(
     "simformer_directed",
-    train_simformer_directed,
+    partial(train_simformer, attention="directed"),
     "Simformer, directed attention (faithful inversion of the task graph)",
     needs_task=True,
 )

@@ -92,18 +92,18 @@ def sample_sde(
     sde = estimator.sde
     times = _times(estimator, steps, v)
     for t, t_next in zip(times[:-1], times[1:], strict=True):
-        tt = t.expand(v.shape[0], 1)
+        tt, dt = t.expand(v.shape[0], 1), t - t_next
+        f, g = sde.drift_coefficient(tt), sde.diffusion(tt)
+        if guidance is not None:
+            m, s = sde.mean_factor(tt), sde.std(tt)
+            kappa = sharpness(s, g, dt)
         for repetition in range(recurrence):
             if repetition:
                 v = torch.where(latent, _renoise(sde, v, t_next, t), v)
             score = estimator.score(v, tt, condition_mask, missing)
-            dt = t - t_next
             if guidance is not None:
-                m, s, g = sde.mean_factor(tt), sde.std(tt), sde.diffusion(tt)
-                kappa = sharpness(s, g, dt)
                 score = score + guidance.score_correction(v, score, m, s, kappa)
-            drift = sde.drift_coefficient(tt) * v - sde.diffusion(tt) ** 2 * score
-            step = -drift * dt + sde.diffusion(tt) * dt.sqrt() * torch.randn_like(v)
+            step = -(f * v - g**2 * score) * dt + g * dt.sqrt() * torch.randn_like(v)
             v = torch.where(latent, v + step, v)
     return v
 
