@@ -1,7 +1,8 @@
 """sbi-allinone: Simformer, inflationary flows and invertible networks for sbi."""
 
+from sbi_allinone.inn import INN, inn_nn
 from sbi_allinone.simformer import Simformer
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["Simformer", "__version__"]
+__all__ = ["INN", "Simformer", "__version__", "inn_nn"]

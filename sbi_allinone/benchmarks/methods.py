@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from sbi_allinone.benchmarks.graphs import task_graph
+from sbi_allinone.inn.trainer import INN
 from sbi_allinone.simformer.trainer import Simformer
 from sbi_allinone.tracking import NullTracker
 
@@ -282,6 +283,21 @@ def train_simformer(
     )
 
 
+def train_inn(
+    theta: Tensor,
+    x: Tensor,
+    prior: Distribution,
+    show_progress_bars: bool = False,
+    mode: str = "ml",
+) -> TrainedPosterior:
+    """The INN (:class:`sbi_allinone.INN`) at its defaults, trained like sbi's NPE."""
+    inference = INN(
+        prior, mode=mode, tracker=NullTracker(), show_progress_bars=show_progress_bars
+    )
+    inference.append_simulations(theta, x).train()
+    return TrainedPosterior(inference.build_posterior(), _epochs(inference))
+
+
 register_method("npe", train_npe_maf, "sbi NPE, masked autoregressive flow")
 register_method("npe_nsf", train_npe_nsf, "sbi NPE, neural spline flow")
 register_method(
@@ -290,6 +306,18 @@ register_method(
 register_method("npse", train_npse, "sbi NPSE, score matching (VE SDE)")
 register_method("fmpe", train_fmpe, "sbi FMPE, flow matching")
 register_method("simformer", train_simformer, "Simformer, dense attention (VE SDE)")
+register_method("inn", train_inn, "INN, maximum likelihood (conditional INN)")
+register_method(
+    "inn_mmd",
+    partial(train_inn, mode="mmd"),
+    "INN, bidirectional MMD training (Ardizzone et al. 2019)",
+    normalized_log_prob=False,
+)
+register_method(
+    "inn_hybrid",
+    partial(train_inn, mode="hybrid"),
+    "INN, maximum likelihood plus MMD terms",
+)
 register_method(
     "simformer_undirected",
     # partial of a module-level function: still pickles for worker processes.

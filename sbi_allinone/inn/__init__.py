@@ -1,0 +1,13 @@
+"""Invertible neural networks for inverse problems (Ardizzone et al., ICLR 2019).
+
+``INN`` is an sbi NPE trainer and ``inn_nn`` a builder for
+``NPE(density_estimator=...)``; three training modes: maximum likelihood (``ml``,
+conditional INN), the paper's bidirectional MMD training (``mmd``) and both
+(``hybrid``).
+"""
+
+from sbi_allinone.inn.calibration import calibration_error
+from sbi_allinone.inn.estimator import INNDensityEstimator
+from sbi_allinone.inn.trainer import INN, inn_nn
+
+__all__ = ["INN", "INNDensityEstimator", "calibration_error", "inn_nn"]
