@@ -79,7 +79,9 @@ def main() -> None:
             result = _diagnose(posterior, test_theta, test_x)
             curves[task_name, method] = result
             rows.append((task_name, method, train_time, result))
-            print(task_name, method, f"{result['calibration_error']:.4f}", file=sys.stderr)
+            print(
+                task_name, method, f"{result['calibration_error']:.4f}", file=sys.stderr
+            )
     _write_table(rows)
     _plot(curves)
 
@@ -116,8 +118,11 @@ def _plot(curves) -> None:
         axes[0, column].set(title=f"{task_name}: TARP", xlabel="credibility level",
                             ylabel="expected coverage")  # fmt: skip
         axes[1, column].axhline(0, color="k", lw=0.8, ls="--")
-        axes[1, column].set(title=f"{task_name}: central intervals",
-                            xlabel="nominal level", ylabel="coverage - nominal")  # fmt: skip
+        axes[1, column].set(
+            title=f"{task_name}: central intervals",
+            xlabel="nominal level",
+            ylabel="coverage - nominal",
+        )
         axes[0, column].legend()
     fig.tight_layout()
     fig.savefig(HERE / "inn_calibration.png", dpi=100)

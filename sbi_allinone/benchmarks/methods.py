@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from sbi_allinone.benchmarks.graphs import task_graph
+from sbi_allinone.inflationary.trainer import InflationaryFlow
 from sbi_allinone.inn.trainer import INN
 from sbi_allinone.simformer.trainer import Simformer
 from sbi_allinone.tracking import NullTracker
@@ -298,6 +299,17 @@ def train_inn(
     return TrainedPosterior(inference.build_posterior(), _epochs(inference))
 
 
+def train_inflationary_flow(
+    theta: Tensor, x: Tensor, prior: Distribution, show_progress_bars: bool = False
+) -> TrainedPosterior:
+    """The PR-preserving inflationary flow at its defaults (Heun, 256 steps)."""
+    inference = InflationaryFlow(
+        prior, tracker=NullTracker(), show_progress_bars=show_progress_bars
+    )
+    inference.append_simulations(theta, x).train()
+    return TrainedPosterior(inference.build_posterior(), _epochs(inference))
+
+
 register_method("npe", train_npe_maf, "sbi NPE, masked autoregressive flow")
 register_method("npe_nsf", train_npe_nsf, "sbi NPE, neural spline flow")
 register_method(
@@ -306,6 +318,9 @@ register_method(
 register_method("npse", train_npse, "sbi NPSE, score matching (VE SDE)")
 register_method("fmpe", train_fmpe, "sbi FMPE, flow matching")
 register_method("simformer", train_simformer, "Simformer, dense attention (VE SDE)")
+register_method(
+    "iflow", train_inflationary_flow, "Inflationary flow, PR-preserving (Heun pfODE)"
+)
 register_method("inn", train_inn, "INN, maximum likelihood (conditional INN)")
 register_method(
     "inn_mmd",
