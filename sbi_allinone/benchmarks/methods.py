@@ -155,15 +155,19 @@ def _epochs(inference) -> int:
     return int(inference._summary["epochs_trained"][-1])
 
 
-def _train_npe(theta, x, prior, show_progress_bars, density_estimator):
-    inference = NPE(
-        prior,
-        density_estimator=density_estimator,
-        tracker=NullTracker(),
-        show_progress_bars=show_progress_bars,
+def _train_default(trainer, theta, x, prior, show_progress_bars, **kwargs):
+    """Train an sbi-style trainer class at its defaults; return its posterior."""
+    inference = trainer(
+        prior, tracker=NullTracker(), show_progress_bars=show_progress_bars, **kwargs
     )
-    inference.append_simulations(theta, x).train(show_train_summary=False)
+    inference.append_simulations(theta, x).train()
     return TrainedPosterior(inference.build_posterior(), _epochs(inference))
+
+
+def _train_npe(theta, x, prior, show_progress_bars, density_estimator):
+    return _train_default(
+        NPE, theta, x, prior, show_progress_bars, density_estimator=density_estimator
+    )
 
 
 def train_npe_maf(
@@ -222,22 +226,14 @@ def train_npse(
     theta: Tensor, x: Tensor, prior: Distribution, show_progress_bars: bool = False
 ) -> TrainedPosterior:
     """sbi's NPSE (score matching, VE SDE) at sbi's defaults."""
-    inference = NPSE(
-        prior, tracker=NullTracker(), show_progress_bars=show_progress_bars
-    )
-    inference.append_simulations(theta, x).train()
-    return TrainedPosterior(inference.build_posterior(), _epochs(inference))
+    return _train_default(NPSE, theta, x, prior, show_progress_bars)
 
 
 def train_fmpe(
     theta: Tensor, x: Tensor, prior: Distribution, show_progress_bars: bool = False
 ) -> TrainedPosterior:
     """sbi's FMPE (flow matching) at sbi's defaults."""
-    inference = FMPE(
-        prior, tracker=NullTracker(), show_progress_bars=show_progress_bars
-    )
-    inference.append_simulations(theta, x).train()
-    return TrainedPosterior(inference.build_posterior(), _epochs(inference))
+    return _train_default(FMPE, theta, x, prior, show_progress_bars)
 
 
 # Benchmark schedule of the Simformer (see `train_simformer`).
@@ -292,22 +288,14 @@ def train_inn(
     mode: str = "ml",
 ) -> TrainedPosterior:
     """The INN (:class:`sbi_allinone.INN`) at its defaults, trained like sbi's NPE."""
-    inference = INN(
-        prior, mode=mode, tracker=NullTracker(), show_progress_bars=show_progress_bars
-    )
-    inference.append_simulations(theta, x).train()
-    return TrainedPosterior(inference.build_posterior(), _epochs(inference))
+    return _train_default(INN, theta, x, prior, show_progress_bars, mode=mode)
 
 
 def train_inflationary_flow(
     theta: Tensor, x: Tensor, prior: Distribution, show_progress_bars: bool = False
 ) -> TrainedPosterior:
     """The PR-preserving inflationary flow at its defaults (Heun, 256 steps)."""
-    inference = InflationaryFlow(
-        prior, tracker=NullTracker(), show_progress_bars=show_progress_bars
-    )
-    inference.append_simulations(theta, x).train()
-    return TrainedPosterior(inference.build_posterior(), _epochs(inference))
+    return _train_default(InflationaryFlow, theta, x, prior, show_progress_bars)
 
 
 register_method("npe", train_npe_maf, "sbi NPE, masked autoregressive flow")

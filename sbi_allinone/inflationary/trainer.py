@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
-from sbi.inference import NPE
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from sbi_allinone.inflationary.denoiser import DenoiserMLP, PreconditionedDenoiser
 from sbi_allinone.inflationary.estimator import InflationaryFlowEstimator
 from sbi_allinone.inflationary.schedule import InflationarySchedule
+from sbi_allinone.npe_plugin import BuilderNPE, z_score
 
 __all__ = ["InflationaryFlow", "inflationary_flow_nn"]
 
@@ -71,8 +71,6 @@ def inflationary_flow_nn(
         ``build(theta, x) -> InflationaryFlowEstimator``, called by sbi with the
         training data (z-scoring, PCA basis and eigenvalues come from it).
     """
-    from sbi_allinone.inn.trainer import _z_score  # z-scoring shared with the INN
-
     if schedule not in ("prp", "prr"):
         raise ValueError(f"`schedule` must be 'prp' or 'prr', got {schedule!r}.")
     if schedule == "prr" and latent_dim is None:
@@ -88,8 +86,8 @@ def inflationary_flow_nn(
                 "`theta` must be (num_simulations, dim_theta), got "
                 f"{tuple(theta.shape)}."
             )
-        theta_mean, theta_std = _z_score(theta, "independent", "z_score_theta")
-        x_mean, x_std = _z_score(x, z_score_x, "z_score_x")
+        theta_mean, theta_std = z_score(theta, "independent", "z_score_theta")
+        x_mean, x_std = z_score(x, z_score_x, "z_score_x")
         eigenvalues, basis = _pca((theta - theta_mean) / theta_std, eigenvalue_floor)
         kwargs = dict(gamma0=gamma0, rho=rho, t_max=t_max)
         if schedule == "prp":
@@ -111,7 +109,7 @@ def inflationary_flow_nn(
     return build
 
 
-class InflationaryFlow(NPE):
+class InflationaryFlow(BuilderNPE):
     """Neural posterior estimation with an inflationary flow
     (see :func:`inflationary_flow_nn`): sbi's NPE training loop and
     ``DirectPosterior``, unchanged.
@@ -139,14 +137,9 @@ class InflationaryFlow(NPE):
         **flow_kwargs: Any,
     ) -> None:
         super().__init__(
-            prior=prior,
-            density_estimator=inflationary_flow_nn(schedule=schedule, **flow_kwargs),
-            device=device,
-            logging_level=logging_level,
-            summary_writer=summary_writer,
-            tracker=tracker,
-            show_progress_bars=show_progress_bars,
-        )
+            prior, inflationary_flow_nn(schedule=schedule, **flow_kwargs), device,
+            logging_level, summary_writer, tracker, show_progress_bars,
+        )  # fmt: skip
 
     def train(self, **kwargs: Any) -> InflationaryFlowEstimator:
         """Train as ``NPE.train``, single round only (the atomic loss of sequential
@@ -154,11 +147,10 @@ class InflationaryFlow(NPE):
         where a denoising loss needs it: ``training_batch_size=500``,
         ``learning_rate=1e-3`` and ``stop_after_epochs=50`` (the loss is noisy over
         times, so sbi's patience of 20 stops far too early)."""
-        if max(self._data_round_index, default=0) > 0:
-            raise ValueError(
-                "InflationaryFlow trains on simulations from the prior only (single "
-                "round); got simulations from a proposal."
-            )
+        self._refuse_proposals(
+            "InflationaryFlow trains on simulations from the prior only (single "
+            "round); got simulations from a proposal."
+        )
         kwargs.setdefault("training_batch_size", 500)
         kwargs.setdefault("learning_rate", 1e-3)
         kwargs.setdefault("stop_after_epochs", 50)

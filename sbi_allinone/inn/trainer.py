@@ -6,33 +6,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from sbi.inference import NPE
-from sbi.utils.sbiutils import z_standardization
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from sbi_allinone.inn.blocks import build_core
 from sbi_allinone.inn.estimator import MODES, INNDensityEstimator, MMDSettings, Mode
 from sbi_allinone.inn.mmd import DEFAULT_WIDTHS
+from sbi_allinone.npe_plugin import BuilderNPE, z_score
 
 __all__ = ["INN", "MAX_MMD_Y_DIM", "inn_nn"]
 
 #: Largest data (summary) size the bidirectional ``mmd`` mode accepts: it matches
 #: ``[z, y]`` by MMD, whose sample efficiency collapses with dimension.
 MAX_MMD_Y_DIM = 16
-
-
-def _z_score(batch: Tensor, flag: str | None, name: str) -> tuple[Tensor, Tensor]:
-    """Mean and std for z-scoring: ``"independent"``, ``"structured"``, ``"none"``."""
-    if flag in (None, "none"):
-        return torch.zeros(batch.shape[1:]), torch.ones(batch.shape[1:])
-    if flag not in ("independent", "structured"):
-        raise ValueError(
-            f"`{name}` must be 'independent', 'structured' or 'none', got {flag!r}."
-        )
-    finite = batch[torch.isfinite(batch.reshape(batch.shape[0], -1)).all(-1)]
-    mean, std = z_standardization(finite, structured_dims=flag == "structured")
-    return mean.expand(batch.shape[1:]).clone(), std.expand(batch.shape[1:]).clone()
 
 
 def inn_nn(
@@ -114,8 +100,8 @@ def inn_nn(
                 "`theta` must be (num_simulations, dim_theta), got "
                 f"{tuple(theta.shape)}."
             )
-        theta_mean, theta_std = _z_score(theta, z_score_theta, "z_score_theta")
-        x_mean, x_std = _z_score(x, z_score_x, "z_score_x")
+        theta_mean, theta_std = z_score(theta, z_score_theta, "z_score_theta")
+        x_mean, x_std = z_score(x, z_score_x, "z_score_x")
         embedding = embedding_net if embedding_net is not None else nn.Identity()
         with torch.no_grad():
             y = embedding((x[:2] - x_mean) / x_std)
@@ -204,7 +190,7 @@ def _initialize_actnorm(
         estimator.net(theta_std, estimator._embed(x))
 
 
-class INN(NPE):
+class INN(BuilderNPE):
     """Neural posterior estimation with an invertible network (see :func:`inn_nn`).
 
     ``INN(prior, mode="ml")`` is ``NPE(prior, density_estimator=inn_nn(mode="ml"))``:
@@ -235,14 +221,9 @@ class INN(NPE):
     ) -> None:
         self.mode = mode
         super().__init__(
-            prior=prior,
-            density_estimator=inn_nn(mode=mode, **inn_kwargs),
-            device=device,
-            logging_level=logging_level,
-            summary_writer=summary_writer,
-            tracker=tracker,
-            show_progress_bars=show_progress_bars,
-        )
+            prior, inn_nn(mode=mode, **inn_kwargs), device, logging_level,
+            summary_writer, tracker, show_progress_bars,
+        )  # fmt: skip
 
     def train(self, **kwargs: Any) -> INNDensityEstimator:
         """Train as ``NPE.train`` (same arguments).
@@ -253,12 +234,10 @@ class INN(NPE):
         few hundred steps, far from converged. ``mmd`` supports a single round.
         """
         if self.mode == "mmd":
-            if max(self._data_round_index, default=0) > 0:
-                raise ValueError(
-                    "mode='mmd' has no density, which sequential NPE's loss needs; "
-                    "use mode='ml' for simulations from a proposal other than the "
-                    "prior."
-                )
+            self._refuse_proposals(
+                "mode='mmd' has no density, which sequential NPE's loss needs; use "
+                "mode='ml' for simulations from a proposal other than the prior."
+            )
             kwargs.setdefault("training_batch_size", 500)
             kwargs.setdefault("stop_after_epochs", 50)
         return super().train(**kwargs)
