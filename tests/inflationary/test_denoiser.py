@@ -1,0 +1,59 @@
+"""Preconditioning: limits in t and unit-variance inputs and targets."""
+
+import torch
+
+from sbi_allinone.inflationary import InflationarySchedule
+from sbi_allinone.inflationary.denoiser import DenoiserMLP, PreconditionedDenoiser
+
+EIGENVALUES = torch.tensor([3.0, 1.0, 0.2])
+
+
+def _denoiser():
+    schedule = InflationarySchedule.preserving(EIGENVALUES)
+    return PreconditionedDenoiser(DenoiserMLP(3, context_dim=2), schedule)
+
+
+def test_small_noise_limit_is_the_identity():
+    denoiser = _denoiser()
+    c_in, c_skip, c_out = denoiser.coefficients(torch.zeros(1, 1))
+    # gamma(0) = 5e-4: D passes the input through, the network barely contributes.
+    torch.testing.assert_close(c_skip, torch.ones(1, 3), atol=3e-3, rtol=0)
+    assert (c_out < 0.03).all()
+    x = torch.randn(8, 3)
+    assert (denoiser(x, torch.zeros(8, 1), torch.zeros(8, 2)) - x).abs().max() < 0.1
+
+
+def test_large_noise_limit_ignores_the_input():
+    denoiser = _denoiser()
+    t = torch.full((1, 1), 15.0)
+    c_in, c_skip, c_out = denoiser.coefficients(t)
+    assert (c_skip < 1e-2).all()
+    torch.testing.assert_close(
+        c_out, EIGENVALUES.sqrt().unsqueeze(0), rtol=1e-2, atol=0
+    )
+
+
+def test_network_inputs_and_targets_have_unit_variance():
+    denoiser = _denoiser()
+    u = torch.randn(20000, 3) * EIGENVALUES.sqrt()
+    for time in (2.0, 7.0, 12.0):
+        t = torch.full((20000, 1), time)
+        c_in, c_skip, c_out = denoiser.coefficients(t)
+        noised = u + denoiser.schedule.gamma(t).sqrt() * torch.randn_like(u)
+        torch.testing.assert_close(
+            (c_in * noised).var(0), torch.ones(3), atol=0.05, rtol=0
+        )
+        target = (u - c_skip * noised) / c_out
+        torch.testing.assert_close(target.var(0), torch.ones(3), atol=0.05, rtol=0)
+
+
+def test_loss_is_the_weighted_denoising_error():
+    denoiser = _denoiser()
+    u, noise, context = torch.randn(16, 3), torch.randn(16, 3), torch.randn(16, 2)
+    t = torch.rand(16, 1) * 15
+    noised = u + denoiser.schedule.gamma(t).sqrt() * noise
+    _, _, c_out = denoiser.coefficients(t)
+    expected = ((denoiser(noised, t, context) - u) / c_out).square().sum(-1)
+    torch.testing.assert_close(
+        denoiser.loss(u, t, noise, context), expected, rtol=1e-4, atol=1e-4
+    )
