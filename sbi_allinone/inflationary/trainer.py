@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -15,7 +16,10 @@ from sbi_allinone.inflationary.estimator import InflationaryFlowEstimator
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 from sbi_allinone.npe_plugin import BuilderNPE, z_score
 
-__all__ = ["InflationaryFlow", "inflationary_flow_nn"]
+__all__ = ["PATIENCE_STEPS", "InflationaryFlow", "inflationary_flow_nn"]
+
+#: Early-stopping patience of :meth:`InflationaryFlow.train`, in optimizer steps.
+PATIENCE_STEPS = 5000
 
 
 def _pca(theta_standardized: Tensor, floor: float) -> tuple[Tensor, Tensor]:
@@ -143,17 +147,27 @@ class InflationaryFlow(BuilderNPE):
 
     def train(self, **kwargs: Any) -> InflationaryFlowEstimator:
         """Train as ``NPE.train``, single round only (the atomic loss of sequential
-        NPE would integrate the ODE for every atom). Defaults differ from NPE's
-        where a denoising loss needs it: ``learning_rate=1e-3`` and
-        ``stop_after_epochs=100``: the loss is noisy over times, so a short patience
-        stops after a few hundred steps (two moons, 1 000 simulations: batches of
-        500 with a patience of 50 stopped at C2ST 0.95; these defaults reach about
-        0.7).
+        NPE would integrate the ODE for every atom).
+
+        Defaults differ from NPE's where a denoising loss needs it:
+        ``learning_rate=1e-3``, and a patience of ``PATIENCE_STEPS`` optimizer steps
+        (``stop_after_epochs`` is derived from it, at least 20 epochs). The
+        validation loss of a diffusion model flattens long before its samples stop
+        improving: on two moons with 1 000 simulations, stopping after 285 epochs
+        (about 1 400 steps) gave C2ST 0.93, 2 000 epochs gave 0.65-0.68.
         """
         self._refuse_proposals(
             "InflationaryFlow trains on simulations from the prior only (single "
             "round); got simulations from a proposal."
         )
         kwargs.setdefault("learning_rate", 1e-3)
-        kwargs.setdefault("stop_after_epochs", 100)
+        if "stop_after_epochs" not in kwargs:
+            num_simulations = sum(len(theta) for theta in self._theta_roundwise)
+            num_train = num_simulations * (1 - kwargs.get("validation_fraction", 0.1))
+            steps_per_epoch = math.ceil(
+                num_train / kwargs.get("training_batch_size", 200)
+            )
+            kwargs["stop_after_epochs"] = max(
+                20, math.ceil(PATIENCE_STEPS / steps_per_epoch)
+            )
         return super().train(**kwargs)
