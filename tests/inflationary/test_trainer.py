@@ -27,7 +27,8 @@ def trained():
     inference = InflationaryFlow(
         PRIOR, tracker=NullTracker(), show_progress_bars=False, steps=64
     )
-    inference.append_simulations(theta, x).train()
+    # A bounded budget keeps the suite fast; the default patience trains longer.
+    inference.append_simulations(theta, x).train(max_num_epochs=300)
     return inference
 
 
