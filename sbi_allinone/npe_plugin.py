@@ -12,7 +12,7 @@ from sbi.utils.sbiutils import z_standardization
 from torch import Tensor
 from torch.distributions import Distribution
 
-__all__ = ["BuilderNPE", "z_score"]
+__all__ = ["BuilderNPE", "check_theta", "flatten_pairs", "z_score"]
 
 
 def z_score(batch: Tensor, flag: str | None, name: str) -> tuple[Tensor, Tensor]:
@@ -35,6 +35,37 @@ def z_score(batch: Tensor, flag: str | None, name: str) -> tuple[Tensor, Tensor]
     finite = batch[torch.isfinite(batch.reshape(batch.shape[0], -1)).all(-1)]
     mean, std = z_standardization(finite, structured_dims=flag == "structured")
     return mean.expand(batch.shape[1:]).clone(), std.expand(batch.shape[1:]).clone()
+
+
+def check_theta(theta: Tensor) -> None:
+    """Raise unless the training parameters are ``(num_simulations, dim_theta)``."""
+    if theta.ndim != 2:
+        raise ValueError(
+            f"`theta` must be (num_simulations, dim_theta), got {tuple(theta.shape)}."
+        )
+
+
+def flatten_pairs(
+    estimator, input: Tensor, condition: Tensor
+) -> tuple[Tensor, Tensor, int]:  # noqa: ANN001
+    """Check and broadcast ``(input, condition)`` as sbi's density estimators do.
+
+    Args:
+        estimator: An sbi ``ConditionalDensityEstimator`` with a flat input shape.
+        input: ``(sample_dim, batch_dim, D)`` or ``(batch_dim, D)``.
+        condition: ``(batch_dim, *x_shape)`` or ``(sample_dim, batch_dim, *x_shape)``.
+
+    Returns:
+        Flat ``(S * B, D)`` inputs, ``(S * B, *x_shape)`` conditions, and ``S``.
+    """
+    estimator._check_input_shape(input)
+    estimator._check_condition_shape(condition)
+    input, condition, _ = estimator._broadcast_and_align(input, condition)
+    return (
+        input.reshape(-1, *estimator.input_shape),
+        condition.reshape(-1, *estimator.condition_shape),
+        input.shape[0],
+    )
 
 
 class BuilderNPE(NPE):

@@ -48,6 +48,7 @@ from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 from torch import Tensor, nn
 
 from sbi_allinone.inflationary.denoiser import PreconditionedDenoiser
+from sbi_allinone.npe_plugin import flatten_pairs
 
 __all__ = ["InflationaryFlowEstimator"]
 
@@ -240,14 +241,7 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
     # -- the sbi interface -----------------------------------------------------------
 
     def _flatten(self, input: Tensor, condition: Tensor) -> tuple[Tensor, Tensor, int]:
-        self._check_input_shape(input)
-        self._check_condition_shape(condition)
-        input, condition, _ = self._broadcast_and_align(input, condition)
-        return (
-            input.reshape(-1, self.dim),
-            condition.reshape(-1, *self.condition_shape),
-            input.shape[0],
-        )
+        return flatten_pairs(self, input, condition)
 
     def latent_log_prob(self, z: Tensor) -> Tensor:
         """``log N(z; 0, Sigma_T)`` ``(B,)`` of scaled latents ``z`` ``(B, D)``."""

@@ -14,7 +14,7 @@ from torch.distributions import Distribution
 from sbi_allinone.inflationary.denoiser import DenoiserMLP, PreconditionedDenoiser
 from sbi_allinone.inflationary.estimator import InflationaryFlowEstimator
 from sbi_allinone.inflationary.schedule import InflationarySchedule
-from sbi_allinone.npe_plugin import BuilderNPE, z_score
+from sbi_allinone.npe_plugin import BuilderNPE, check_theta, z_score
 
 __all__ = ["PATIENCE_STEPS", "InflationaryFlow", "inflationary_flow_nn"]
 
@@ -85,11 +85,7 @@ def inflationary_flow_nn(
     def build(theta: Tensor, x: Tensor) -> InflationaryFlowEstimator:
         if seed is not None:
             torch.manual_seed(seed)
-        if theta.ndim != 2:
-            raise ValueError(
-                "`theta` must be (num_simulations, dim_theta), got "
-                f"{tuple(theta.shape)}."
-            )
+        check_theta(theta)
         theta_mean, theta_std = z_score(theta, "independent", "z_score_theta")
         x_mean, x_std = z_score(x, z_score_x, "z_score_x")
         eigenvalues, basis = _pca((theta - theta_mean) / theta_std, eigenvalue_floor)

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from sbi_allinone.inn.blocks import InvertibleSequence
 from sbi_allinone.inn.mmd import DEFAULT_WIDTHS, mmd2
+from sbi_allinone.npe_plugin import flatten_pairs
 
 __all__ = ["INNDensityEstimator", "MODES", "MMDSettings"]
 
@@ -167,16 +168,7 @@ class INNDensityEstimator(ConditionalDensityEstimator):
         return theta * self.theta_std + self.theta_mean
 
     def _flatten(self, input: Tensor, condition: Tensor) -> tuple[Tensor, Tensor, int]:
-        """Broadcast as sbi does; return flat ``(S*B, D)``, ``(S*B, *x)`` and ``S``."""
-        self._check_input_shape(input)
-        self._check_condition_shape(condition)
-        input, condition, _ = self._broadcast_and_align(input, condition)
-        num_samples = input.shape[0]
-        return (
-            input.reshape(-1, self.dim_theta),
-            condition.reshape(-1, *self.condition_shape),
-            num_samples,
-        )
+        return flatten_pairs(self, input, condition)
 
     def _pad(self, theta_std: Tensor, noise: float) -> Tensor:
         """``[theta, pad]`` for the ``mmd`` core (pad: zeros plus ``noise``)."""

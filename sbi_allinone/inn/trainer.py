@@ -12,7 +12,7 @@ from torch.distributions import Distribution
 from sbi_allinone.inn.blocks import build_core
 from sbi_allinone.inn.estimator import MODES, INNDensityEstimator, MMDSettings, Mode
 from sbi_allinone.inn.mmd import DEFAULT_WIDTHS
-from sbi_allinone.npe_plugin import BuilderNPE, z_score
+from sbi_allinone.npe_plugin import BuilderNPE, check_theta, z_score
 
 __all__ = ["INN", "MAX_MMD_Y_DIM", "inn_nn"]
 
@@ -95,11 +95,7 @@ def inn_nn(
     def build(theta: Tensor, x: Tensor) -> INNDensityEstimator:
         if seed is not None:
             torch.manual_seed(seed)
-        if theta.ndim != 2:
-            raise ValueError(
-                "`theta` must be (num_simulations, dim_theta), got "
-                f"{tuple(theta.shape)}."
-            )
+        check_theta(theta)
         theta_mean, theta_std = z_score(theta, z_score_theta, "z_score_theta")
         x_mean, x_std = z_score(x, z_score_x, "z_score_x")
         embedding = embedding_net if embedding_net is not None else nn.Identity()
