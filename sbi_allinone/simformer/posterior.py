@@ -285,7 +285,9 @@ class SimformerPosterior(NeuralPosterior):
 
     def _log_prob_rows(self, theta: Tensor, x_rows: Tensor) -> Tensor:
         chunks = zip(
-            theta.split(CACHE_FRIENDLY_ROWS), x_rows.split(CACHE_FRIENDLY_ROWS)
+            theta.split(CACHE_FRIENDLY_ROWS),
+            x_rows.split(CACHE_FRIENDLY_ROWS),
+            strict=True,
         )
         return torch.cat([self._log_prob_chunk(*chunk) for chunk in chunks])
 
