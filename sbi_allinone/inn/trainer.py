@@ -41,6 +41,8 @@ def inn_nn(
     y_noise: float = 0.2,
     pad_noise: float = 0.1,
     weight_reconstruction: float = 1.0,
+    match_padding: bool = True,
+    joint_inverse: bool = True,
     seed: int | None = None,
 ) -> Callable[[Tensor, Tensor], INNDensityEstimator]:
     """Builder of an INN posterior estimator, for ``NPE(density_estimator=...)``.
@@ -80,6 +82,13 @@ def inn_nn(
             forward prediction; smaller values sample off-mode (measured on the toy).
         pad_noise: Noise in the zero padding in ``mmd`` training.
         weight_reconstruction: Weight of the reconstruction loss (``mmd`` mode).
+        match_padding: In ``L_x`` (``mmd`` mode), match the padding part of the
+            inverse samples to the (noisy) zero padding as well; the paper matches
+            the parameter part only, and the discarded padding then carries the
+            inverse's error (the toy's samples land in the wrong colour's modes).
+        joint_inverse: In ``L_x`` (``mmd`` mode), match inverse samples jointly
+            with their ``y`` (the paper: marginally). Both default to ``True``;
+            ``False, False`` is the paper's ``L_x``.
         seed: Seed of the network initialization and fixed permutations.
 
     Returns:
@@ -111,7 +120,7 @@ def inn_nn(
             weight_y,
             (500.0 if mode == "mmd" else 50.0) if weight_z is None else weight_z,
             weight_x, kernel_widths, ramp_steps, y_noise, pad_noise,
-            weight_reconstruction,
+            weight_reconstruction, match_padding, joint_inverse,
         )  # fmt: skip
         if mode == "mmd":
             core, dim_z = _mmd_core(dim_theta, dim_y, latent_dim, padded_dim, embedding)

@@ -10,7 +10,8 @@ from sbi_allinone.simformer.posterior import SimformerPosterior
 
 @pytest.fixture
 def tiny_schedule(monkeypatch):
-    monkeypatch.setattr(methods_module, "SIMFORMER_NUM_STEPS", 4)
+    monkeypatch.setattr(methods_module, "SIMFORMER_MIN_STEPS", 4)
+    monkeypatch.setattr(methods_module, "SIMFORMER_MAX_STEPS", 4)
     monkeypatch.setattr(methods_module, "SIMFORMER_SAMPLING_STEPS", 5)
 
 

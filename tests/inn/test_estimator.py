@@ -84,6 +84,27 @@ def test_mmd_mode_has_no_log_prob_but_samples():
         inn_nn("ml", padded_dim=4)
 
 
+@pytest.mark.parametrize("match_padding", [True, False])
+@pytest.mark.parametrize("joint_inverse", [True, False])
+def test_inverse_mmd_matches_the_chosen_columns(match_padding, joint_inverse):
+    estimator, theta, x = _randomized(
+        "mmd", match_padding=match_padding, joint_inverse=joint_inverse
+    )
+    theta_std, y = estimator._standardize(theta[:64]), estimator._embed(x[:64])
+    with torch.no_grad():
+        inverse, target = estimator._inverse_pair(theta_std, y)
+    width = (10 if match_padding else 2) + (3 if joint_inverse else 0)
+    assert inverse.shape == target.shape == (64, width)
+    torch.testing.assert_close(target[:, :2], theta_std)
+    if joint_inverse:
+        torch.testing.assert_close(target[:, -3:], y)
+        torch.testing.assert_close(inverse[:, -3:], y)
+    if match_padding:  # the target's padding is the (noisy) zero padding
+        assert target[:, 2:10].abs().max() < 6 * estimator.mmd.pad_noise
+        # ...and the inverse's padding is what a randomized net returns there.
+        assert inverse[:, 2:10].abs().max() > 0
+
+
 def test_mmd_mode_keeps_the_summary_fixed():
     summary = nn.Linear(3, 2)
     estimator, theta, x = _randomized("mmd", embedding_net=summary)
