@@ -295,10 +295,16 @@ def train_inn(
 
 
 def train_inflationary_flow(
-    theta: Tensor, x: Tensor, prior: Distribution, show_progress_bars: bool = False
+    theta: Tensor,
+    x: Tensor,
+    prior: Distribution,
+    show_progress_bars: bool = False,
+    **flow_kwargs: Any,
 ) -> TrainedPosterior:
-    """The PR-preserving inflationary flow at its defaults (Heun, 256 steps)."""
-    return _train_default(InflationaryFlow, theta, x, prior, show_progress_bars)
+    """The inflationary flow at its defaults (PR-preserving, Heun, 256 steps)."""
+    return _train_default(
+        InflationaryFlow, theta, x, prior, show_progress_bars, **flow_kwargs
+    )
 
 
 register_method("npe", train_npe_maf, "sbi NPE, masked autoregressive flow")
@@ -311,6 +317,13 @@ register_method("fmpe", train_fmpe, "sbi FMPE, flow matching")
 register_method("simformer", train_simformer, "Simformer, dense attention (VE SDE)")
 register_method(
     "iflow", train_inflationary_flow, "Inflationary flow, PR-preserving (Heun pfODE)"
+)
+register_method(
+    "iflow_prr",
+    partial(train_inflationary_flow, schedule="prr", latent_dim=0.99),
+    "Inflationary flow, PR-reducing to the principal directions that explain 99% "
+    "of the parameters' variance (PR-preserving, with a warning, where that is all "
+    "of them)",
 )
 register_method("inn", train_inn, "INN, maximum likelihood (conditional INN)")
 register_method(

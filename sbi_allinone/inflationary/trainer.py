@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -16,7 +17,12 @@ from sbi_allinone.inflationary.estimator import InflationaryFlowEstimator
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 from sbi_allinone.npe_plugin import BuilderNPE, check_theta, z_score
 
-__all__ = ["PATIENCE_STEPS", "InflationaryFlow", "inflationary_flow_nn"]
+__all__ = [
+    "PATIENCE_STEPS",
+    "InflationaryFlow",
+    "directions_explaining",
+    "inflationary_flow_nn",
+]
 
 #: Early-stopping patience of :meth:`InflationaryFlow.train`, in optimizer steps.
 PATIENCE_STEPS = 5000
@@ -34,9 +40,34 @@ def _pca(theta_standardized: Tensor, floor: float) -> tuple[Tensor, Tensor]:
     return eigenvalues.float(), eigenvectors.float()
 
 
+def directions_explaining(eigenvalues: Tensor, fraction: float) -> int:
+    """The fewest top principal directions whose variance reaches ``fraction``.
+
+    Args:
+        eigenvalues: PCA eigenvalues ``(D,)``, descending.
+        fraction: Fraction of the total variance, in ``(0, 1)``.
+
+    Returns:
+        Number of directions, between 1 and ``D``. ``D`` comes with a warning: no
+        lower-dimensional structure, a PR-reducing schedule would drop variance.
+    """
+    explained = eigenvalues.cumsum(0) / eigenvalues.sum()
+    kept = int((explained < fraction).sum()) + 1
+    kept = min(kept, eigenvalues.numel())
+    if kept == eigenvalues.numel():
+        warnings.warn(
+            f"latent_dim={fraction}: the top {kept - 1} principal directions of the "
+            f"parameters explain {explained[-2].item() if kept > 1 else 0.0:.3f} of "
+            "their variance, so every direction is kept and the schedule is "
+            "PR-preserving.",
+            stacklevel=3,
+        )
+    return kept
+
+
 def inflationary_flow_nn(
     schedule: Literal["prp", "prr"] = "prp",
-    latent_dim: int | None = None,
+    latent_dim: int | float | None = None,
     gap: float = 1.02,
     gamma0: float = 5e-4,
     rho: float = 1.0,
@@ -56,7 +87,12 @@ def inflationary_flow_nn(
     Args:
         schedule: ``"prp"`` (participation-ratio preserving: every direction inflates
             at the same rate) or ``"prr"`` (reducing to ``latent_dim`` dimensions).
-        latent_dim: Number of directions a ``"prr"`` schedule keeps.
+        latent_dim: Number of directions a ``"prr"`` schedule keeps; or, as a float
+            in ``(0, 1)``, the fraction of the standardized parameters' variance to
+            keep (the fewest top principal directions that explain it, chosen from
+            the training data). If that fraction needs every direction, the
+            parameters have no low-dimensional structure to reduce to: a warning
+            says so and the schedule is PR-preserving.
         gap: Inflation gap of the compressed directions (``"prr"``).
         gamma0: Noise variance at ``t = 0``.
         rho: Inflation rate.
@@ -81,6 +117,11 @@ def inflationary_flow_nn(
         raise ValueError("schedule='prr' needs `latent_dim`.")
     if schedule == "prp" and latent_dim is not None:
         raise ValueError("`latent_dim` applies to schedule='prr' only.")
+    if isinstance(latent_dim, float) and not 0.0 < latent_dim < 1.0:
+        raise ValueError(
+            "`latent_dim` as a float is a fraction of explained variance in (0, 1), "
+            f"got {latent_dim}."
+        )
 
     def build(theta: Tensor, x: Tensor) -> InflationaryFlowEstimator:
         if seed is not None:
@@ -90,12 +131,15 @@ def inflationary_flow_nn(
         x_mean, x_std = z_score(x, z_score_x, "z_score_x")
         eigenvalues, basis = _pca((theta - theta_mean) / theta_std, eigenvalue_floor)
         kwargs = dict(gamma0=gamma0, rho=rho, t_max=t_max)
-        if schedule == "prp":
+        kept = latent_dim
+        if isinstance(latent_dim, float):
+            kept = directions_explaining(eigenvalues, latent_dim)
+            # Nothing to reduce: the same flow as "prp" (the warning said so).
+            kept = None if kept == theta.shape[1] else kept
+        if schedule == "prp" or kept is None:
             noise = InflationarySchedule.preserving(eigenvalues, **kwargs)
         else:
-            noise = InflationarySchedule.reducing(
-                eigenvalues, latent_dim, gap, **kwargs
-            )
+            noise = InflationarySchedule.reducing(eigenvalues, kept, gap, **kwargs)
         embedding = embedding_net if embedding_net is not None else nn.Identity()
         with torch.no_grad():
             context_dim = embedding((x[:2] - x_mean) / x_std).reshape(2, -1).shape[1]

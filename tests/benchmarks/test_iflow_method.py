@@ -22,3 +22,16 @@ def test_iflow_trains_the_preserving_schedule():
     estimator = posterior.posterior_estimator
     assert isinstance(estimator, InflationaryFlowEstimator)
     assert (estimator.schedule.g == 0).all()
+
+
+def test_iflow_prr_reduces_parameters_near_a_line():
+    import torch
+
+    s = torch.rand(100, 1)
+    theta = torch.cat([s, 1 - s, 0.5 * s], dim=1) + 0.01 * torch.rand(100, 3)
+    prior = torch.distributions.Independent(
+        torch.distributions.Uniform(-torch.ones(3), 2 * torch.ones(3)), 1
+    )
+    posterior = get_method("iflow_prr").fit(theta, theta[:, :2], prior).posterior
+    g = posterior.posterior_estimator.schedule.g
+    assert g[0] == 1.0 and (g[1:] < 0).all()

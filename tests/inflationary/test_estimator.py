@@ -137,3 +137,20 @@ def test_bad_input_raises():
         estimator.sample((2,), torch.randn(1, 5))
     with pytest.raises(ValueError, match="same n"):
         latent_chi2_check(estimator, theta[:3], x[:4])
+
+
+def test_latent_dim_as_explained_variance_finds_the_intrinsic_dimension():
+    s = torch.randn(500, 1)
+    near_a_line = torch.cat([s, 2 * s, -s], dim=1) + 0.01 * torch.randn(500, 3)
+    x = torch.randn(500, 2)
+    estimator = inflationary_flow_nn(schedule="prr", latent_dim=0.99)(near_a_line, x)
+    g = estimator.net.schedule.g
+    assert g[0] == 1.0 and (g[1:] < 0).all()
+
+    with pytest.warns(UserWarning, match="every direction is kept"):
+        isotropic = inflationary_flow_nn(schedule="prr", latent_dim=0.99)(
+            torch.randn(500, 3), x
+        )
+    assert (isotropic.net.schedule.g == 0).all()
+    with pytest.raises(ValueError, match="fraction"):
+        inflationary_flow_nn(schedule="prr", latent_dim=1.5)
