@@ -2,16 +2,16 @@
 
 For gaussian_linear and two_moons with 10 000 simulations (the runner's data seed):
 
-- calibration of ``npe`` and ``iflow`` on fresh prior-predictive pairs: SBC ranks
-  (``check_sbc``), TARP (``check_tarp``) and expected coverage through ``log_prob``
-  (``run_sbc(..., reduce_fns=posterior.log_prob)``);
-- the latent chi-squared check of the flow;
-- round trip theta -> z -> theta on held-out pairs for the PR-preserving and a
-  PR-reducing schedule (half the dimensions kept), Heun and adaptive solvers, with
-  the time to sample 10 000 parameters and to evaluate 1 000 log-probabilities.
+- calibration of ``npe`` and ``iflow`` (the benchmark registry's methods) on fresh
+  prior-predictive pairs: SBC ranks (``check_sbc``), TARP (``check_tarp``) and
+  expected coverage through ``log_prob`` (``run_sbc(..., reduce_fns=log_prob)``);
+- the latent chi-squared check of the flow on the same pairs;
+- round trip theta -> z -> theta on those pairs for the PR-preserving flow and a
+  PR-reducing one (half the dimensions kept), Heun and adaptive solvers, with the
+  time to sample 10 000 parameters and to evaluate 1 000 log-probabilities.
 
     cd docs/benchmarks
-    python iflow_study.py        # writes iflow_study.md
+    python iflow_study.py        # writes iflow_study.md and iflow_study.png
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 from sbi.diagnostics import check_sbc, check_tarp, run_sbc, run_tarp
 from sbi.diagnostics.sbc import check_uniformity_frequentist
@@ -28,11 +29,17 @@ from sbi.diagnostics.sbc import check_uniformity_frequentist
 from sbi_allinone import InflationaryFlow
 from sbi_allinone.benchmarks import Cell, get_method, get_task
 from sbi_allinone.benchmarks.runner import data_seed
-from sbi_allinone.inflationary.calibration import latent_chi2_check
+from sbi_allinone.inflationary.calibration import (
+    latent_chi2_check,
+    plot_latent_chi2_check,
+)
 from sbi_allinone.tracking import NullTracker
 
 TASKS = ("gaussian_linear", "two_moons")
-BUDGET, NUM_TESTS, NUM_POSTERIOR_SAMPLES = 10_000, 200, 300
+METHODS = ("npe", "iflow")
+BUDGET, NUM_TESTS, NUM_POSTERIOR_SAMPLES = 10_000, 500, 500
+# Expected coverage needs log_prob of every posterior sample (an ODE solve each).
+NUM_COVERAGE_TESTS, NUM_COVERAGE_SAMPLES = 200, 200
 HERE = Path(__file__).parent
 
 
@@ -40,95 +47,135 @@ def _log(*parts) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
-def calibration_rows(task_name: str, theta, x, test_theta, test_x) -> list[str]:
+def diagnose(posterior, test_theta, test_x) -> dict:
+    """SBC, TARP and expected coverage (HPD regions through ``log_prob``)."""
+    ranks, dap = run_sbc(
+        test_theta, test_x, posterior,
+        num_posterior_samples=NUM_POSTERIOR_SAMPLES, show_progress_bar=False,
+    )  # fmt: skip
+    sbc = check_sbc(ranks, test_theta, dap, NUM_POSTERIOR_SAMPLES)
+    ecp, alpha = run_tarp(
+        test_theta, test_x, posterior,
+        num_posterior_samples=NUM_POSTERIOR_SAMPLES, show_progress_bar=False,
+    )  # fmt: skip
+    atc, tarp_p = check_tarp(ecp, alpha)
+    coverage_ranks, _ = run_sbc(
+        test_theta[:NUM_COVERAGE_TESTS], test_x[:NUM_COVERAGE_TESTS], posterior,
+        num_posterior_samples=NUM_COVERAGE_SAMPLES,
+        # Ranks compare log-probabilities at one x: the prior-leakage
+        # normalization (10 000 samples per x) cannot change them.
+        reduce_fns=partial(posterior.log_prob, norm_posterior=False),
+        show_progress_bar=False,
+        use_batched_sampling=False,
+    )  # fmt: skip
+    coverage_p = check_uniformity_frequentist(coverage_ranks, NUM_COVERAGE_SAMPLES)
+    return {
+        "sbc_ks_min": sbc["ks_pvals"].min().item(),
+        "sbc_c2st_max": sbc["c2st_ranks"].max().item(),
+        "tarp_atc": float(atc),
+        "tarp_p": float(tarp_p),
+        "tarp_curve": (alpha, ecp),
+        "coverage_p": coverage_p.min().item(),
+        "coverage_ranks": coverage_ranks[:, 0] / NUM_COVERAGE_SAMPLES,
+    }
+
+
+def round_trip_rows(task_name, estimator, schedule, test_theta, test_x) -> list[str]:
+    """Round-trip error and times of one trained flow, for both solvers."""
     rows = []
-    for method in ("npe", "iflow"):
-        torch.manual_seed(1)
-        posterior = (
-            get_method(method).fit(theta, x, get_task(task_name).prior).posterior
-        )
-        ranks, dap = run_sbc(
-            test_theta, test_x, posterior,
-            num_posterior_samples=NUM_POSTERIOR_SAMPLES, show_progress_bar=False,
-        )  # fmt: skip
-        sbc = check_sbc(ranks, test_theta, dap, NUM_POSTERIOR_SAMPLES)
-        ecp, alpha = run_tarp(
-            test_theta, test_x, posterior,
-            num_posterior_samples=NUM_POSTERIOR_SAMPLES, show_progress_bar=False,
-        )  # fmt: skip
-        atc, tarp_p = check_tarp(ecp, alpha)
-        coverage_ranks, _ = run_sbc(
-            test_theta[:100], test_x[:100], posterior, num_posterior_samples=100,
-            # Ranks compare log-probabilities at one x: the prior-leakage
-            # normalization (10 000 samples per x) cannot change them.
-            reduce_fns=partial(posterior.log_prob, norm_posterior=False),
-            show_progress_bar=False,
-            use_batched_sampling=False,
-        )  # fmt: skip
-        coverage_p = check_uniformity_frequentist(coverage_ranks, 100)
+    for solver in ("heun", "adaptive"):
+        estimator.solver = solver
+        start = time.perf_counter()
+        z = estimator.inverse_transform(test_theta, test_x)
+        back = estimator.transform(z, test_x)
+        round_trip_time = time.perf_counter() - start
+        error = (back - test_theta).abs()
+        start = time.perf_counter()
+        estimator.sample((10_000,), test_x[:1])
+        sample_time = time.perf_counter() - start
+        start = time.perf_counter()
+        estimator.log_prob(test_theta[:1000].unsqueeze(1), test_x[:1])
+        log_prob_time = time.perf_counter() - start
         rows.append(
-            f"| {task_name} | {method} | {sbc['ks_pvals'].min():.3f} "
-            f"| {sbc['c2st_ranks'].max():.3f} | {atc:.3f} | {tarp_p:.3f} "
-            f"| {coverage_p.min():.3f} |"
+            f"| {task_name} | {schedule} | {solver} | {error.max():.1e} "
+            f"| {error.mean():.1e} | {round_trip_time:.1f} | {sample_time:.1f} "
+            f"| {log_prob_time:.1f} |"
         )
         _log(rows[-1])
+    estimator.solver = "heun"
     return rows
 
 
-def round_trip_rows(task_name: str, theta, x, test_theta, test_x) -> list[str]:
-    dim = theta.shape[1]
-    rows = []
-    schedules = [("prp", {}), ("prr", {"latent_dim": max(1, dim // 2)})]
-    for schedule, kwargs in schedules:
+def train_reducing(task_name, theta, x):
+    torch.manual_seed(1)
+    inference = InflationaryFlow(
+        get_task(task_name).prior, schedule="prr",
+        latent_dim=max(1, theta.shape[1] // 2), tracker=NullTracker(),
+        show_progress_bars=False,
+    )  # fmt: skip
+    return inference.append_simulations(theta, x).train()
+
+
+def study_task(task_name: str) -> tuple[list[str], list[str], dict]:
+    task = get_task(task_name)
+    torch.manual_seed(data_seed(Cell(task_name, "npe", BUDGET, 1)))
+    theta = task.prior.sample((BUDGET,))
+    x = task.simulate(theta)
+    torch.manual_seed(12345)
+    test_theta = task.prior.sample((NUM_TESTS,))
+    test_x = task.simulate(test_theta)
+    calibration, round_trips, results = [], [], {}
+    for method in METHODS:
         torch.manual_seed(1)
-        inference = InflationaryFlow(
-            get_task(task_name).prior, schedule=schedule, tracker=NullTracker(),
-            show_progress_bars=False, **kwargs,
-        )  # fmt: skip
-        estimator = inference.append_simulations(theta, x).train()
-        if schedule == "prp":
-            check = latent_chi2_check(estimator, test_theta, test_x)
-            rows.append(f"<!-- chi2 {task_name}: KS p = {check.p_value:.3f} -->")
-        for solver in ("heun", "adaptive"):
-            estimator.solver = solver
-            start = time.perf_counter()
-            z = estimator.inverse_transform(test_theta, test_x)
-            back = estimator.transform(z, test_x)
-            round_trip_time = time.perf_counter() - start
-            error = (back - test_theta).abs()
-            start = time.perf_counter()
-            estimator.sample((10_000,), test_x[:1])
-            sample_time = time.perf_counter() - start
-            start = time.perf_counter()
-            estimator.log_prob(test_theta[:1000].unsqueeze(1), test_x[:1])
-            log_prob_time = time.perf_counter() - start
-            rows.append(
-                f"| {task_name} | {schedule} {kwargs or ''} | {solver} "
-                f"| {error.max():.1e} | {error.mean():.1e} | {round_trip_time:.1f} "
-                f"| {sample_time:.1f} | {log_prob_time:.1f} |"
+        start = time.perf_counter()
+        posterior = get_method(method).fit(theta, x, task.prior).posterior
+        train_time = time.perf_counter() - start
+        result = diagnose(posterior, test_theta, test_x)
+        results[method] = result
+        calibration.append(
+            f"| {task_name} | {method} | {result['sbc_ks_min']:.3f} "
+            f"| {result['sbc_c2st_max']:.3f} | {result['tarp_atc']:.3f} "
+            f"| {result['tarp_p']:.3f} | {result['coverage_p']:.3f} "
+            f"| {train_time:.0f} |"
+        )
+        _log(calibration[-1])
+        if method == "iflow":
+            estimator = posterior.posterior_estimator
+            results["chi2"] = latent_chi2_check(estimator, test_theta, test_x)
+            _log(task_name, "chi2 KS p", results["chi2"].p_value)
+            round_trips += round_trip_rows(
+                task_name, estimator, "prp", test_theta, test_x
             )
-            _log(rows[-1])
-    return rows
+    reducing = train_reducing(task_name, theta, x)
+    latent_dim = max(1, theta.shape[1] // 2)
+    round_trips += round_trip_rows(
+        task_name, reducing, f"prr (latent_dim={latent_dim})", test_theta, test_x
+    )
+    return calibration, round_trips, results
 
 
-def main() -> None:
-    calibration, round_trips = [], []
-    for task_name in TASKS:
-        task = get_task(task_name)
-        torch.manual_seed(data_seed(Cell(task_name, "npe", BUDGET, 1)))
-        theta = task.prior.sample((BUDGET,))
-        x = task.simulate(theta)
-        torch.manual_seed(12345)
-        test_theta = task.prior.sample((NUM_TESTS,))
-        test_x = task.simulate(test_theta)
-        calibration += calibration_rows(task_name, theta, x, test_theta, test_x)
-        round_trips += round_trip_rows(task_name, theta, x, test_theta, test_x)
+def write_table(calibration, round_trips, results) -> None:
+    chi2 = [
+        f"| {task_name} | {results[task_name]['chi2'].dim} "
+        f"| {results[task_name]['chi2'].ks_statistic:.3f} "
+        f"| {results[task_name]['chi2'].p_value:.3f} |"
+        for task_name in TASKS
+    ]
     lines = [
-        f"{BUDGET} simulations; {NUM_TESTS} prior-predictive test pairs.\n",
+        f"{BUDGET} simulations; {NUM_TESTS} prior-predictive test pairs with "
+        f"{NUM_POSTERIOR_SAMPLES} posterior samples each (SBC, TARP); expected "
+        f"coverage on the first {NUM_COVERAGE_TESTS} pairs with "
+        f"{NUM_COVERAGE_SAMPLES} samples each.\n",
         "| task | method | SBC min KS p | SBC max rank-C2ST | TARP ATC | TARP KS p "
-        "| expected coverage (log_prob) min KS p |",
-        "|---|---|---|---|---|---|---|",
+        "| expected coverage (log_prob) min KS p | train s |",
+        "|---|---|---|---|---|---|---|---|",
         *calibration,
+        "",
+        "Latent check of the flow on the same pairs (`latent_chi2_check`: "
+        "zᵀΣ_T⁻¹z against χ²_D, Kolmogorov–Smirnov):\n",
+        "| task | D | KS statistic | p-value |",
+        "|---|---|---|---|",
+        *chi2,
         "",
         "| task | schedule | solver | round trip max abs error | mean | round trip s "
         f"({NUM_TESTS} pairs) | sample 10 000 s | log_prob 1 000 s |",
@@ -137,6 +184,42 @@ def main() -> None:
     ]
     (HERE / "iflow_study.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def plot(results) -> None:
+    fig, axes = plt.subplots(3, len(TASKS), figsize=(5 * len(TASKS), 11))
+    levels = torch.linspace(0, 1, 101)
+    for column, task_name in enumerate(TASKS):
+        for method in METHODS:
+            result = results[task_name][method]
+            alpha, ecp = result["tarp_curve"]
+            axes[0, column].plot(alpha, ecp, label=method)
+            # theta_o lies in the level-a highest-density region when at least a
+            # fraction 1 - a of the posterior samples has a lower density.
+            inside = result["coverage_ranks"].unsqueeze(0) >= 1 - levels.unsqueeze(1)
+            axes[1, column].plot(levels, inside.float().mean(1), label=method)
+        for row, title in ((0, "TARP"), (1, "expected coverage (log_prob)")):
+            axes[row, column].plot([0, 1], [0, 1], "k--", lw=0.8)
+            axes[row, column].set(
+                title=f"{task_name}: {title}",
+                xlabel="credibility level",
+                ylabel="empirical coverage",
+            )
+            axes[row, column].legend()
+        plot_latent_chi2_check(results[task_name]["chi2"], ax=axes[2, column])
+        axes[2, column].set_title(f"{task_name}: iflow latent χ² check")
+    fig.tight_layout()
+    fig.savefig(HERE / "iflow_study.png", dpi=100)
+
+
+def main() -> None:
+    calibration, round_trips, results = [], [], {}
+    for task_name in TASKS:
+        task_calibration, task_round_trips, results[task_name] = study_task(task_name)
+        calibration += task_calibration
+        round_trips += task_round_trips
+    write_table(calibration, round_trips, results)
+    plot(results)
 
 
 if __name__ == "__main__":
