@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         help="score posteriors (default) or likelihoods p(x|theta) at each "
         "observation's true parameters against the simulator",
     )
+    bench.add_argument(
+        "--max-sampling-time",
+        type=float,
+        default=120.0,
+        help="seconds a posterior may spend rejecting samples outside the prior per "
+        "observation; the rest is drawn without rejection, with a warning",
+    )
     bench.add_argument("--jobs", type=int, default=1, help="worker processes")
     bench.add_argument(
         "--threads", type=int, default=None, help="torch threads per cell"
@@ -156,6 +163,7 @@ def _bench(args: argparse.Namespace) -> int:
             classifier=args.classifier,
             threads=args.threads,
             target=args.target,
+            max_sampling_time=args.max_sampling_time,
         )
         cells = make_cells(args.tasks, args.methods, args.budgets, args.seeds)
     except ValueError as error:

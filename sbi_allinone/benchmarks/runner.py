@@ -20,6 +20,7 @@ resumes where it stopped and never loses finished cells.
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 import time
@@ -112,6 +113,11 @@ class RunSettings:
         target: ``"posterior"`` (C2ST against reference posterior samples) or
             ``"likelihood"`` (C2ST of the method's likelihood samples against
             simulations at each observation's true parameters).
+        max_sampling_time: Seconds a posterior's rejection of samples outside the
+            prior may take per observation (for posteriors that reject, like sbi's
+            ``DirectPosterior``). A posterior whose mass lies mostly outside the
+            prior would otherwise never finish; what is missing then is filled with
+            samples drawn without rejection, and a warning says how many.
     """
 
     observations: tuple[int, ...] = tuple(range(1, 11))
@@ -120,6 +126,7 @@ class RunSettings:
     threads: int | None = None
     show_progress_bars: bool = False
     target: str = "posterior"
+    max_sampling_time: float = 120.0
 
     @property
     def classifiers(self) -> tuple[str, ...]:
@@ -140,6 +147,11 @@ class RunSettings:
         ):
             raise ValueError(
                 f"`observations` must be numbers in 1..10, got {self.observations}."
+            )
+        if not self.max_sampling_time > 0:
+            raise ValueError(
+                "`max_sampling_time` must be positive (seconds), got "
+                f"{self.max_sampling_time}."
             )
         if self.num_samples < 1:
             raise ValueError(f"`num_samples` must be positive, got {self.num_samples}.")
@@ -226,11 +238,7 @@ def run_cell(
             task, observation, settings, cell
         )
         start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            samples = estimator.sample(
-                (settings.num_samples,), x=condition, show_progress_bars=False
-            )
+        samples = _sample(estimator, condition, settings, f"{cell}, obs {observation}")
         sample_time = time.perf_counter() - start
         rows += [
             {
@@ -249,6 +257,40 @@ def run_cell(
             for classifier in settings.classifiers
         ]
     return rows
+
+
+def _sample(estimator, condition: torch.Tensor, settings: RunSettings, where: str):
+    """``settings.num_samples`` samples; rejection sampling is bounded in time."""
+    shape = (settings.num_samples,)
+    parameters = inspect.signature(estimator.sample).parameters
+    rejects = "return_partial_on_timeout" in parameters
+    with warnings.catch_warnings():
+        # sbi warns at every low acceptance rate; the shortfall is reported below.
+        warnings.simplefilter("ignore")
+        if not rejects:
+            return estimator.sample(shape, x=condition, show_progress_bars=False)
+        samples = estimator.sample(
+            shape, x=condition, show_progress_bars=False,
+            max_sampling_time=settings.max_sampling_time,
+            return_partial_on_timeout=True,
+        )  # fmt: skip
+        missing = settings.num_samples - len(samples)
+        if missing > 0:
+            unrejected = estimator.sample(
+                (missing,), x=condition, show_progress_bars=False,
+                reject_outside_prior=False,
+            )  # fmt: skip
+            samples = torch.cat([samples, unrejected])
+    if missing > 0:
+        warnings.warn(
+            f"{where}: only {settings.num_samples - missing} of "
+            f"{settings.num_samples} samples fell inside the prior within "
+            f"max_sampling_time={settings.max_sampling_time} s; the other {missing} "
+            "were drawn without rejection (outside the prior's support, so C2ST "
+            "counts them against the method).",
+            stacklevel=2,
+        )
+    return samples
 
 
 def _condition_and_reference(

@@ -115,6 +115,8 @@ def test_bad_settings_and_names():
         RunSettings(classifier="svm")
     with pytest.raises(ValueError, match="`observations` must be numbers in 1..10"):
         RunSettings(observations=(0, 11))
+    with pytest.raises(ValueError, match="`max_sampling_time` must be positive"):
+        RunSettings(max_sampling_time=0)
     with pytest.raises(ValueError, match="`jobs` must be at least 1"):
         run_benchmark([], SETTINGS, "unused", jobs=0)
 
@@ -151,3 +153,27 @@ def test_two_classifiers_score_the_same_samples(tmp_path):
     table = write_report(tmp_path, baseline=None)
     assert "| classifier |" in table and "| rf |" in table
     assert "| rf |" not in write_report(tmp_path, baseline=None, classifier="mlp")
+
+
+class _LeakyPosterior:
+    """Rejection sampling that times out with a quarter of the samples."""
+
+    def sample(
+        self, sample_shape, x=None, show_progress_bars=True,
+        reject_outside_prior=True, max_sampling_time=None,
+        return_partial_on_timeout=False,
+    ):  # fmt: skip
+        if reject_outside_prior:
+            assert max_sampling_time == SETTINGS.max_sampling_time
+            assert return_partial_on_timeout
+            return torch.zeros(sample_shape[0] // 4, 2)
+        return torch.full((sample_shape[0], 2), 5.0)
+
+
+def test_rejection_that_times_out_is_filled_and_reported():
+    from sbi_allinone.benchmarks.runner import _sample
+
+    with pytest.warns(UserWarning, match="only 75 of 300 samples fell inside"):
+        samples = _sample(_LeakyPosterior(), torch.zeros(1, 2), SETTINGS, "cell")
+    assert samples.shape == (300, 2)
+    assert (samples[:75] == 0).all() and (samples[75:] == 5).all()
