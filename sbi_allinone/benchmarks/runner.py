@@ -269,11 +269,17 @@ def _sample(estimator, condition: torch.Tensor, settings: RunSettings, where: st
         warnings.simplefilter("ignore")
         if not rejects:
             return estimator.sample(shape, x=condition, show_progress_bars=False)
-        samples = estimator.sample(
-            shape, x=condition, show_progress_bars=False,
-            max_sampling_time=settings.max_sampling_time,
-            return_partial_on_timeout=True,
-        )  # fmt: skip
+        try:
+            samples = estimator.sample(
+                shape, x=condition, show_progress_bars=False,
+                max_sampling_time=settings.max_sampling_time,
+                return_partial_on_timeout=True,
+            )  # fmt: skip
+        except RuntimeError as error:
+            # sbi returns partial results only if at least one sample was accepted.
+            if "max_sampling_time" not in str(error):
+                raise
+            samples = torch.empty(0, *_theta_shape(estimator))
         missing = settings.num_samples - len(samples)
         if missing > 0:
             unrejected = estimator.sample(
@@ -290,7 +296,12 @@ def _sample(estimator, condition: torch.Tensor, settings: RunSettings, where: st
             "counts them against the method).",
             stacklevel=2,
         )
-    return samples
+    return samples.detach()
+
+
+def _theta_shape(estimator) -> tuple[int, ...]:
+    """Event shape of the parameters an sbi posterior samples."""
+    return tuple(estimator.prior.event_shape)
 
 
 def _condition_and_reference(

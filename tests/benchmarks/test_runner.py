@@ -156,7 +156,15 @@ def test_two_classifiers_score_the_same_samples(tmp_path):
 
 
 class _LeakyPosterior:
-    """Rejection sampling that times out with a quarter of the samples."""
+    """Rejection sampling that times out with a fraction of the samples (sbi
+    raises instead of returning none)."""
+
+    prior = torch.distributions.Independent(
+        torch.distributions.Uniform(torch.zeros(2), torch.ones(2)), 1
+    )
+
+    def __init__(self, accepted: float) -> None:
+        self.accepted = accepted
 
     def sample(
         self, sample_shape, x=None, show_progress_bars=True,
@@ -166,14 +174,18 @@ class _LeakyPosterior:
         if reject_outside_prior:
             assert max_sampling_time == SETTINGS.max_sampling_time
             assert return_partial_on_timeout
-            return torch.zeros(sample_shape[0] // 4, 2)
+            if self.accepted == 0:
+                raise RuntimeError("... exceeded max_sampling_time ...")
+            return torch.zeros(int(sample_shape[0] * self.accepted), 2)
         return torch.full((sample_shape[0], 2), 5.0)
 
 
-def test_rejection_that_times_out_is_filled_and_reported():
+@pytest.mark.parametrize("accepted, inside", [(0.25, 75), (0.0, 0)])
+def test_rejection_that_times_out_is_filled_and_reported(accepted, inside):
     from sbi_allinone.benchmarks.runner import _sample
 
-    with pytest.warns(UserWarning, match="only 75 of 300 samples fell inside"):
-        samples = _sample(_LeakyPosterior(), torch.zeros(1, 2), SETTINGS, "cell")
+    leaky = _LeakyPosterior(accepted)
+    with pytest.warns(UserWarning, match=f"only {inside} of 300 samples fell inside"):
+        samples = _sample(leaky, torch.zeros(1, 2), SETTINGS, "cell")
     assert samples.shape == (300, 2)
-    assert (samples[:75] == 0).all() and (samples[75:] == 5).all()
+    assert (samples[:inside] == 0).all() and (samples[inside:] == 5).all()
