@@ -37,9 +37,9 @@ from sbi_allinone.tracking import NullTracker
 
 TASKS = ("gaussian_linear", "two_moons")
 METHODS = ("npe", "iflow")
-BUDGET, NUM_TESTS, NUM_POSTERIOR_SAMPLES = 10_000, 500, 500
+BUDGET, NUM_TESTS, NUM_POSTERIOR_SAMPLES = 10_000, 300, 300
 # Expected coverage needs log_prob of every posterior sample (an ODE solve each).
-NUM_COVERAGE_TESTS, NUM_COVERAGE_SAMPLES = 200, 200
+NUM_COVERAGE_TESTS, NUM_COVERAGE_SAMPLES = 150, 150
 HERE = Path(__file__).parent
 
 
