@@ -27,8 +27,7 @@ from sbi.diagnostics import check_sbc, check_tarp, run_sbc, run_tarp
 from sbi.diagnostics.sbc import check_uniformity_frequentist
 
 from sbi_allinone import InflationaryFlow
-from sbi_allinone.benchmarks import Cell, get_method, get_task
-from sbi_allinone.benchmarks.runner import data_seed
+from sbi_allinone.benchmarks import Cell, cell_simulations, get_method, get_task
 from sbi_allinone.inflationary.calibration import (
     latent_chi2_check,
     plot_latent_chi2_check,
@@ -118,9 +117,7 @@ def train_reducing(task_name, theta, x):
 
 def study_task(task_name: str) -> tuple[list[str], list[str], dict]:
     task = get_task(task_name)
-    torch.manual_seed(data_seed(Cell(task_name, "npe", BUDGET, 1)))
-    theta = task.prior.sample((BUDGET,))
-    x = task.simulate(theta)
+    theta, x = cell_simulations(Cell(task_name, "npe", BUDGET, 1), task)
     torch.manual_seed(12345)
     test_theta = task.prior.sample((NUM_TESTS,))
     test_x = task.simulate(test_theta)

@@ -24,8 +24,7 @@ import matplotlib.pyplot as plt
 import torch
 from sbi.diagnostics import check_sbc, check_tarp, run_sbc, run_tarp
 
-from sbi_allinone.benchmarks import Cell, get_method, get_task
-from sbi_allinone.benchmarks.runner import data_seed
+from sbi_allinone.benchmarks import Cell, cell_simulations, get_method, get_task
 from sbi_allinone.inn import calibration_error
 
 TASKS = ("gaussian_linear", "two_moons")
@@ -65,9 +64,7 @@ def main() -> None:
     rows, curves = [], {}
     for task_name in TASKS:
         task = get_task(task_name)
-        torch.manual_seed(data_seed(Cell(task_name, "npe", BUDGET, 1)))
-        theta = task.prior.sample((BUDGET,))
-        x = task.simulate(theta)
+        theta, x = cell_simulations(Cell(task_name, "npe", BUDGET, 1), task)
         torch.manual_seed(12345)
         test_theta = task.prior.sample((NUM_TESTS,))
         test_x = task.simulate(test_theta)

@@ -13,8 +13,7 @@ import time
 import torch
 from sbi.utils.metrics import c2st
 
-from sbi_allinone.benchmarks import Cell, get_method, get_task
-from sbi_allinone.benchmarks.runner import data_seed
+from sbi_allinone.benchmarks import Cell, cell_simulations, get_method, get_task
 
 TASK, BUDGET, NUM_SAMPLES, OBSERVATIONS = "two_moons", 1000, 10_000, (1, 2)
 SAMPLERS = [
@@ -29,9 +28,7 @@ SAMPLERS = [
 
 def main() -> None:
     task = get_task(TASK)
-    torch.manual_seed(data_seed(Cell(TASK, "simformer", BUDGET, 1)))
-    theta = task.prior.sample((BUDGET,))
-    x = task.simulate(theta)
+    theta, x = cell_simulations(Cell(TASK, "simformer", BUDGET, 1), task)
     torch.manual_seed(1)
     posterior = get_method("simformer").fit(theta, x, task.prior).posterior
     print(f"{TASK}, {BUDGET} simulations, {NUM_SAMPLES} samples per observation\n")

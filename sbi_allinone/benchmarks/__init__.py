@@ -11,6 +11,7 @@ from sbi_allinone.benchmarks.report import write_report
 from sbi_allinone.benchmarks.runner import (
     Cell,
     RunSettings,
+    cell_simulations,
     make_cells,
     read_results,
     run_benchmark,
@@ -26,6 +27,7 @@ __all__ = [
     "Task",
     "TrainedPosterior",
     "available_methods",
+    "cell_simulations",
     "get_method",
     "get_task",
     "make_cells",

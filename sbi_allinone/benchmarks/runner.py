@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from sbi_allinone.benchmarks.methods import Method, get_method
-from sbi_allinone.benchmarks.tasks import check_task_name, get_task
+from sbi_allinone.benchmarks.tasks import Task, check_task_name, get_task
 
 __all__ = [
     "Cell",
@@ -47,6 +47,7 @@ __all__ = [
     "RESULTS_FILE",
     "TARGETS",
     "append_results",
+    "cell_simulations",
     "completed_cells",
     "make_cells",
     "read_results",
@@ -191,6 +192,25 @@ def data_seed(cell: Cell) -> int:
     return zlib.crc32(f"{cell.task}/{cell.budget}/{cell.seed}".encode())
 
 
+def cell_simulations(
+    cell: Cell, task: Task | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The simulations a cell trains on: the same for every method of a
+    (task, budget, seed), so studies outside the runner can reuse them.
+
+    Args:
+        cell: The cell; its method does not matter.
+        task: ``get_task(cell.task)``, if already at hand.
+
+    Returns:
+        ``theta`` ``(budget, dim_theta)`` and ``x`` ``(budget, dim_x)``.
+    """
+    task = task if task is not None else get_task(cell.task)
+    torch.manual_seed(data_seed(cell))
+    theta = task.prior.sample((cell.budget,))
+    return theta, task.simulate(theta)
+
+
 def run_cell(
     cell: Cell, settings: RunSettings, method: Method | None = None
 ) -> list[dict]:
@@ -213,9 +233,7 @@ def run_cell(
         threadpool_limits(settings.threads)
     task, method = get_task(cell.task), method or get_method(cell.method)
 
-    torch.manual_seed(data_seed(cell))
-    theta = task.prior.sample((cell.budget,))
-    x = task.simulate(theta)
+    theta, x = cell_simulations(cell, task)
     num_valid = int(torch.isfinite(x).all(dim=1).sum())
 
     torch.manual_seed(cell.seed)
@@ -279,7 +297,7 @@ def _sample(estimator, condition: torch.Tensor, settings: RunSettings, where: st
             # sbi returns partial results only if at least one sample was accepted.
             if "max_sampling_time" not in str(error):
                 raise
-            samples = torch.empty(0, *_theta_shape(estimator))
+            samples = torch.empty(0, *estimator.prior.event_shape)
         missing = settings.num_samples - len(samples)
         if missing > 0:
             unrejected = estimator.sample(
@@ -297,11 +315,6 @@ def _sample(estimator, condition: torch.Tensor, settings: RunSettings, where: st
             stacklevel=2,
         )
     return samples.detach()
-
-
-def _theta_shape(estimator) -> tuple[int, ...]:
-    """Event shape of the parameters an sbi posterior samples."""
-    return tuple(estimator.prior.event_shape)
 
 
 def _condition_and_reference(

@@ -52,14 +52,13 @@ def directions_explaining(eigenvalues: Tensor, fraction: float) -> int:
         lower-dimensional structure, a PR-reducing schedule would drop variance.
     """
     explained = eigenvalues.cumsum(0) / eigenvalues.sum()
-    kept = int((explained < fraction).sum()) + 1
-    kept = min(kept, eigenvalues.numel())
+    kept = min(int((explained < fraction).sum()) + 1, eigenvalues.numel())
     if kept == eigenvalues.numel():
+        below = explained[-2].item() if kept > 1 else 0.0
         warnings.warn(
             f"latent_dim={fraction}: the top {kept - 1} principal directions of the "
-            f"parameters explain {explained[-2].item() if kept > 1 else 0.0:.3f} of "
-            "their variance, so every direction is kept and the schedule is "
-            "PR-preserving.",
+            f"parameters explain {below:.3f} of their variance, so every direction "
+            "is kept and the schedule is PR-preserving.",
             stacklevel=3,
         )
     return kept

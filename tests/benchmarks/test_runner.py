@@ -53,6 +53,17 @@ def test_data_are_shared_across_methods_and_seeded():
     assert data_seed(a) != data_seed(Cell("slcp", "npe", 1000, 1))
 
 
+def test_cell_simulations_are_the_runners_data():
+    from sbi_allinone.benchmarks import cell_simulations
+
+    theta, x = cell_simulations(Cell("two_moons", "npe", 50, 1))
+    same_theta, same_x = cell_simulations(Cell("two_moons", "npse", 50, 1))
+    assert torch.equal(theta, same_theta) and torch.equal(x, same_x)
+    assert theta.shape == (50, 2) and x.shape == (50, 2)
+    other_seed, _ = cell_simulations(Cell("two_moons", "npe", 50, 2))
+    assert not torch.equal(theta, other_seed)
+
+
 def test_run_cell_is_reproducible():
     cell = Cell("gaussian_linear", FAST, 200, 3)
     first, second = run_cell(cell, SETTINGS), run_cell(cell, SETTINGS)
