@@ -8,6 +8,7 @@ from sbi.inference import NPE
 from sbi.utils.metrics import c2st
 
 from sbi_allinone import InflationaryFlow, inflationary_flow_nn
+from sbi_allinone.inflationary.trainer import patience_epochs
 from sbi_allinone.tracking import NullTracker
 
 PRIOR = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
@@ -96,3 +97,12 @@ def test_multi_round_is_refused(trained):
     theta, x = _simulate(50)
     with pytest.raises(ValueError, match="single"):
         trained.append_simulations(theta, x, proposal=posterior).train()
+
+
+def test_patience_is_a_number_of_optimizer_steps():
+    # 1 000 simulations: 5 steps an epoch, 20 000 steps are capped at 1 000 epochs.
+    assert patience_epochs(1_000, 200, 0.1) == 1000
+    # 10 000 simulations: 45 steps an epoch (5 000 steps stopped too early here).
+    assert patience_epochs(10_000, 200, 0.1) == 445
+    # 1 000 000 simulations: 4 500 steps an epoch, at least 20 epochs.
+    assert patience_epochs(1_000_000, 200, 0.1) == 20
