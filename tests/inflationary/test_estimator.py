@@ -61,7 +61,7 @@ def _exact_conditional(estimator, x, scales=SCALES):
 )
 def test_log_prob_matches_the_exact_density(solver, x_o, max_error):
     # Two approximations of the method bound the error rather than the solver:
-    # the flow starts at gamma0 = 5e-4 of noise, not 0, and ends at N(0, Sigma_T)
+    # the flow starts at gamma0 = 1e-6 of noise, not 0, and ends at N(0, Sigma_T)
     # although the noised conditional still has mean alpha_T * mu (1/40 of mu).
     estimator = _exact_estimator(solver=solver, steps=128)
     x_o = torch.tensor([x_o])
