@@ -301,7 +301,7 @@ def train_inflationary_flow(
     show_progress_bars: bool = False,
     **flow_kwargs: Any,
 ) -> TrainedPosterior:
-    """The inflationary flow at its defaults (PR-preserving, Heun, 256 steps)."""
+    """The inflationary flow at its defaults (PR-preserving, Heun, 64 steps)."""
     return _train_default(
         InflationaryFlow, theta, x, prior, show_progress_bars, **flow_kwargs
     )

@@ -18,20 +18,25 @@ import math
 import torch
 from torch import Tensor, nn
 
+from sbi_allinone.inflationary.averaging import WeightAverage
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 
-__all__ = ["DenoiserMLP", "PreconditionedDenoiser"]
+__all__ = ["DenoiserResNet", "PreconditionedDenoiser"]
 
 
-class DenoiserMLP(nn.Module):
-    """``F(x, c_noise, y)``: an MLP on scaled parameters, Fourier time features and
-    the embedded condition.
+class DenoiserResNet(nn.Module):
+    """``F(x, c_noise, y)``: a residual network on the scaled parameters and the
+    embedded condition, modulated by Fourier features of the time.
+
+    Each block adds ``W2 silu(W1 LayerNorm(h) + T(time))`` to the hidden state. The
+    output layer starts at zero, so the untrained denoiser is ``c_skip x~``: the
+    exact denoiser of a Gaussian with the PCA eigenvalues as variances.
 
     Args:
         dim: Number of parameters ``D``.
         context_dim: Size of the condition embedding ``y``.
-        hidden_features: Width of the hidden layers.
-        num_layers: Number of hidden layers.
+        hidden_features: Width of the hidden state.
+        num_layers: Number of residual blocks.
         time_features: Number of Fourier features of the time.
     """
 
@@ -40,38 +45,80 @@ class DenoiserMLP(nn.Module):
         dim: int,
         context_dim: int,
         hidden_features: int = 128,
-        num_layers: int = 3,
+        num_layers: int = 5,
         time_features: int = 16,
     ) -> None:
         super().__init__()
         self.register_buffer(
             "frequencies", math.pi * 2.0 ** torch.arange(time_features // 2) / 2
         )
-        widths = [dim + time_features + context_dim] + [hidden_features] * num_layers
-        layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.Linear(a, b), nn.SiLU()]
-        self.mlp = nn.Sequential(*layers, nn.Linear(widths[-1], dim))
+        width = hidden_features
+        self.input = nn.Linear(dim + context_dim, width)
+        self.time = nn.Sequential(nn.Linear(time_features, width), nn.SiLU())
+        self.blocks = nn.ModuleList(_ResidualBlock(width) for _ in range(num_layers))
+        self.output = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim))
+        nn.init.zeros_(self.output[1].weight)
+        nn.init.zeros_(self.output[1].bias)
 
     def forward(self, x: Tensor, c_noise: Tensor, context: Tensor) -> Tensor:
         """``x`` ``(B, D)``, ``c_noise`` ``(B, 1)`` in ``[0, 1]``, ``context``
         ``(B, context_dim)`` -> ``(B, D)``."""
         angles = c_noise * self.frequencies
-        features = torch.cat([angles.sin(), angles.cos()], dim=-1)
-        return self.mlp(torch.cat([x, features, context], dim=-1))
+        time = self.time(torch.cat([angles.sin(), angles.cos()], dim=-1))
+        hidden = self.input(torch.cat([x, context], dim=-1))
+        for block in self.blocks:
+            hidden = block(hidden, time)
+        return self.output(hidden)
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.first, self.second = nn.Linear(width, width), nn.Linear(width, width)
+        self.time = nn.Linear(width, width)
+
+    def forward(self, hidden: Tensor, time: Tensor) -> Tensor:
+        update = nn.functional.silu(self.first(self.norm(hidden)) + self.time(time))
+        return hidden + self.second(update)
 
 
 class PreconditionedDenoiser(nn.Module):
     """``D(x~, t; y)`` with per-dimension EDM preconditioning.
 
+    With ``ema_decay``, an exponential moving average of ``F``'s weights is kept
+    (updated by :meth:`update_average` after each optimizer step) and used whenever
+    the module is in eval mode: for validation, sampling and densities. Training
+    steps always use the live weights.
+
     Args:
-        net: ``F(x, c_noise, y)``, e.g. :class:`DenoiserMLP`.
+        net: ``F(x, c_noise, y)``, e.g. :class:`DenoiserResNet`.
         schedule: The inflationary schedule (eigenvalues and noise).
+        ema_decay: Decay of the weight average per optimizer step, in ``[0, 1)``;
+            ``None`` uses the live weights everywhere.
     """
 
-    def __init__(self, net: nn.Module, schedule: InflationarySchedule) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        schedule: InflationarySchedule,
+        ema_decay: float | None = None,
+    ) -> None:
         super().__init__()
         self.net, self.schedule = net, schedule
+        self.average = None if ema_decay is None else WeightAverage(net, ema_decay)
+
+    @property
+    def network(self) -> nn.Module:
+        """``F`` as used now: the weight average in eval mode, if one is kept."""
+        if self.average is not None and not self.training:
+            return self.average.module
+        return self.net
+
+    def update_average(self) -> None:
+        """Move the weight average towards the live weights (one optimizer step)."""
+        if self.average is not None:
+            self.average.update(self.net)
 
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``c_in``, ``c_skip``, ``c_out``, each ``(B, D)``, at times ``(B, 1)``."""
@@ -87,7 +134,7 @@ class PreconditionedDenoiser(nn.Module):
         """Denoised ``(B, D)`` from noised ``x`` ``(B, D)`` at times ``(B, 1)``."""
         c_in, c_skip, c_out = self.coefficients(t)
         c_noise = t / self.schedule.t_max
-        return c_skip * x + c_out * self.net(c_in * x, c_noise, context)
+        return c_skip * x + c_out * self.network(c_in * x, c_noise, context)
 
     def loss(self, u: Tensor, t: Tensor, noise: Tensor, context: Tensor) -> Tensor:
         """Weighted denoising loss ``(B,)``.
@@ -101,5 +148,5 @@ class PreconditionedDenoiser(nn.Module):
         c_in, c_skip, c_out = self.coefficients(t)
         noised = u + self.schedule.gamma(t).sqrt() * noise
         target = (u - c_skip * noised) / c_out
-        prediction = self.net(c_in * noised, t / self.schedule.t_max, context)
+        prediction = self.network(c_in * noised, t / self.schedule.t_max, context)
         return (prediction - target).square().sum(-1)

@@ -47,6 +47,7 @@ import torch
 from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 from torch import Tensor, nn
 
+from sbi_allinone.inflationary.averaging import WeightAverage
 from sbi_allinone.inflationary.denoiser import PreconditionedDenoiser
 from sbi_allinone.npe_plugin import flatten_pairs
 
@@ -71,6 +72,8 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
         atol, rtol: Tolerances of the adaptive solver.
         exact_trace_max_dim: Exact trace up to this many parameters, Hutchinson
             above.
+        validation_draws: Fixed (time, noise) draws per validation pair; the
+            validation loss is their mean.
     """
 
     def __init__(
@@ -83,14 +86,23 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
         x_mean: Tensor,
         x_std: Tensor,
         condition_shape: torch.Size,
-        steps: int = 256,
+        steps: int = 64,
         solver: Solver = "heun",
         atol: float = 1e-5,
         rtol: float = 1e-5,
         exact_trace_max_dim: int = 10,
+        validation_draws: int = 1,
     ) -> None:
         super().__init__(denoiser, torch.Size([theta_mean.numel()]), condition_shape)
         self._embedding_net = embedding_net
+        # A trained embedding net is averaged with the denoiser: the averaged F
+        # was fitted to the averaged embedding's outputs.
+        self._embedding_average = None
+        trained = next(embedding_net.parameters(), None) is not None
+        if denoiser.average is not None and trained:
+            self._embedding_average = WeightAverage(
+                embedding_net, denoiser.average.decay
+            )
         self.register_buffer("theta_mean", theta_mean)
         self.register_buffer("theta_std", theta_std)
         self.register_buffer("basis", basis)
@@ -100,6 +112,11 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
         self.steps, self.solver = steps, solver
         self.atol, self.rtol = atol, rtol
         self.exact_trace_max_dim = exact_trace_max_dim
+        if validation_draws < 1:
+            raise ValueError(
+                f"`validation_draws` must be at least 1, got {validation_draws}."
+            )
+        self.validation_draws = validation_draws
         self._check_solver(solver, steps)
 
     @staticmethod
@@ -122,7 +139,16 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
     # -- coordinates -----------------------------------------------------------------
 
     def _embed(self, x: Tensor) -> Tensor:
-        return self._embedding_net((x - self.x_mean) / self.x_std)
+        embedding = self._embedding_net
+        if self._embedding_average is not None and not self.training:
+            embedding = self._embedding_average.module
+        return embedding((x - self.x_mean) / self.x_std)
+
+    def update_average(self) -> None:
+        """One step of the weight averages of the denoiser and embedding net."""
+        self.net.update_average()
+        if self._embedding_average is not None:
+            self._embedding_average.update(self._embedding_net)
 
     def to_pca(self, theta: Tensor) -> Tensor:
         """Parameters ``(B, D)`` -> standardized PCA coordinates ``u`` ``(B, D)``."""
@@ -138,23 +164,37 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
         """Weighted denoising loss ``(batch,)``.
 
         In training, times are uniform on ``[t_min, T]`` and noise is standard
-        normal. In evaluation mode both are fixed functions of each (theta, x)
-        pair, so the validation loss is the same function every epoch (sbi
-        shuffles the validation set) and early stopping compares like with like.
+        normal, and each call first moves the weight averages (if kept) by one
+        step: sbi's loop has no hook after ``optimizer.step()``, so the previous
+        step's weights enter the average before the next step. In evaluation mode
+        time and noise are ``validation_draws`` fixed functions of each
+        (theta, x) pair and the loss is their mean, so the validation loss is the
+        same function every epoch (sbi shuffles the validation set) and early
+        stopping compares like with like.
 
         Args:
             input: Parameters ``(batch, D)``.
             condition: Data ``(batch, *x_shape)``.
         """
-        u = self.to_pca(input)
+        if self.training:
+            self.update_average()
+        u, context = self.to_pca(input), self._embed(condition)
         if self.training:
             uniforms = torch.rand(u.shape[0], 1, device=u.device)
-            noise = torch.randn_like(u)
-        else:
-            uniforms, noise = _fixed_draws(input, condition, self.dim)
+            return self._denoising_loss(u, uniforms, torch.randn_like(u), context)
+        draws = [
+            _fixed_draws(input, condition, self.dim, draw)
+            for draw in range(self.validation_draws)
+        ]
+        losses = [self._denoising_loss(u, *draw, context) for draw in draws]
+        return torch.stack(losses).mean(0)
+
+    def _denoising_loss(
+        self, u: Tensor, uniforms: Tensor, noise: Tensor, context: Tensor
+    ) -> Tensor:
         schedule = self.schedule
         t = schedule.t_min + (schedule.t_max - schedule.t_min) * uniforms
-        return self.net.loss(u, t, noise, self._embed(condition))
+        return self.net.loss(u, t, noise, context)
 
     # -- the probability-flow ODE ------------------------------------------------------
 
@@ -332,14 +372,20 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
         return self._latent_to_theta(z, context.expand(z.shape[0], -1))
 
 
-def _fixed_draws(theta: Tensor, x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+def _fixed_draws(
+    theta: Tensor, x: Tensor, dim: int, draw: int = 0
+) -> tuple[Tensor, Tensor]:
     """A uniform ``(B, 1)`` and standard normals ``(B, dim)`` that are fixed
-    functions of each row of ``(theta, x)``: a hash of the values seeds them."""
+    functions of each row of ``(theta, x)`` and of ``draw``: a hash of the values
+    seeds them."""
     rows = torch.cat([theta.reshape(len(theta), -1), x.reshape(len(x), -1)], dim=-1)
     keys = (rows.double() * 1e4).round().nan_to_num(0).long() % 1_000_003
     weights = torch.arange(1, rows.shape[1] + 1, device=rows.device) * 7919
     seeds = (keys * weights).sum(-1) % (2**31 - 1)
-    counters = torch.arange(1, 2 * dim + 2, device=rows.device, dtype=torch.float64)
+    first = 1 + draw * (2 * dim + 1)
+    counters = torch.arange(
+        first, first + 2 * dim + 1, device=rows.device, dtype=torch.float64
+    )
     # Weyl sequence: frac(seed * counter * golden ratio), uniform in (0, 1).
     golden = (math.sqrt(5) - 1) / 2
     uniforms = torch.frac(seeds.double().unsqueeze(-1) * counters * golden)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from sbi_allinone.inflationary.denoiser import DenoiserMLP, PreconditionedDenoiser
+from sbi_allinone.inflationary.denoiser import DenoiserResNet, PreconditionedDenoiser
 from sbi_allinone.inflationary.estimator import InflationaryFlowEstimator
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 from sbi_allinone.npe_plugin import BuilderNPE, check_theta, z_score
@@ -73,12 +73,14 @@ def inflationary_flow_nn(
     rho: float = 1.0,
     t_max: float = 21.2,
     hidden_features: int = 128,
-    num_layers: int = 3,
+    num_layers: int = 5,
     embedding_net: nn.Module | None = None,
     z_score_x: str | None = "independent",
-    steps: int = 256,
+    steps: int = 64,
     solver: Literal["heun", "adaptive"] = "heun",
     eigenvalue_floor: float = 1e-4,
+    ema_decay: float | None = 0.999,
+    validation_draws: int = 4,
     seed: int | None = None,
 ) -> Callable[[Tensor, Tensor], InflationaryFlowEstimator]:
     """Builder of an inflationary-flow posterior estimator for
@@ -102,14 +104,22 @@ def inflationary_flow_nn(
         rho: Inflation rate.
         t_max: Final time ``T``; the default inflates to the paper's final noise
             (``5e-4 * exp(15) = 1e-6 * exp(21.2)``).
-        hidden_features: Width of the denoiser MLP.
-        num_layers: Hidden layers of the denoiser MLP.
+        hidden_features: Width of the denoiser network.
+        num_layers: Residual blocks of the denoiser network.
         embedding_net: Network from z-scored ``x`` to a flat ``y``, as in sbi.
         z_score_x: ``"independent"``, ``"structured"`` or ``"none"``.
-        steps: Heun steps of the fixed-step solver (the paper's images: 256).
+        steps: Heun steps of the fixed-step solver (the paper's images: 256; 64
+            reach the same C2ST on slcp, see the README).
         solver: ``"heun"`` or ``"adaptive"`` (zuko's Dormand-Prince).
         eigenvalue_floor: PCA eigenvalues are floored at this fraction of the
             largest (a degenerate direction would zero the preconditioning).
+        ema_decay: Decay per optimizer step of the exponential moving average of
+            the network weights, used for validation, sampling and densities
+            (``None``: the live weights). The average is what makes the noisy
+            validation loss of a diffusion model usable for early stopping: on
+            two_moons with 1 000 simulations, C2ST 0.56 against 0.76 without it.
+        validation_draws: Fixed (time, noise) draws per validation pair; the
+            validation loss averages them.
         seed: Seed of the network initialization.
 
     Returns:
@@ -148,11 +158,11 @@ def inflationary_flow_nn(
         embedding = embedding_net if embedding_net is not None else nn.Identity()
         with torch.no_grad():
             context_dim = embedding((x[:2] - x_mean) / x_std).reshape(2, -1).shape[1]
-        net = DenoiserMLP(theta.shape[1], context_dim, hidden_features, num_layers)
+        net = DenoiserResNet(theta.shape[1], context_dim, hidden_features, num_layers)
         return InflationaryFlowEstimator(
-            PreconditionedDenoiser(net, noise),
+            PreconditionedDenoiser(net, noise, ema_decay),
             embedding, theta_mean, theta_std, basis, x_mean, x_std, x.shape[1:],
-            steps=steps, solver=solver,
+            steps=steps, solver=solver, validation_draws=validation_draws,
         )  # fmt: skip
 
     return build

@@ -1,16 +1,17 @@
 """Preconditioning: limits in t and unit-variance inputs and targets."""
 
+import pytest
 import torch
 
 from sbi_allinone.inflationary import InflationarySchedule
-from sbi_allinone.inflationary.denoiser import DenoiserMLP, PreconditionedDenoiser
+from sbi_allinone.inflationary.denoiser import DenoiserResNet, PreconditionedDenoiser
 
 EIGENVALUES = torch.tensor([3.0, 1.0, 0.2])
 
 
 def _denoiser():
     schedule = InflationarySchedule.preserving(EIGENVALUES)
-    return PreconditionedDenoiser(DenoiserMLP(3, context_dim=2), schedule)
+    return PreconditionedDenoiser(DenoiserResNet(3, context_dim=2), schedule)
 
 
 def test_small_noise_limit_is_the_identity():
@@ -57,3 +58,42 @@ def test_loss_is_the_weighted_denoising_error():
     torch.testing.assert_close(
         denoiser.loss(u, t, noise, context), expected, rtol=1e-4, atol=1e-4
     )
+
+
+def test_weight_average_is_used_in_eval_mode_only():
+    schedule = InflationarySchedule.preserving(EIGENVALUES)
+    denoiser = PreconditionedDenoiser(DenoiserResNet(3, 2), schedule, ema_decay=0.9)
+    start = [p.clone() for p in denoiser.net.parameters()]
+    with torch.no_grad():
+        for p in denoiser.net.parameters():
+            p.add_(1.0)
+    for _ in range(200):
+        denoiser.update_average()
+    # After 200 updates at decay <= 0.9 the average has caught up with the shift.
+    averages = denoiser.average.module.parameters()
+    for averaged, before in zip(averages, start, strict=True):
+        torch.testing.assert_close(averaged, before + 1.0, atol=1e-6, rtol=0)
+        assert not averaged.requires_grad
+    assert denoiser.train().network is denoiser.net
+    assert denoiser.eval().network is denoiser.average.module
+    plain = PreconditionedDenoiser(DenoiserResNet(3, 2), schedule)
+    plain.update_average()
+    assert plain.eval().network is plain.net
+
+
+def test_weight_average_lags_the_live_weights():
+    schedule = InflationarySchedule.preserving(EIGENVALUES)
+    denoiser = PreconditionedDenoiser(DenoiserResNet(3, 2), schedule, ema_decay=0.99)
+    for _ in range(1000):  # past the warm-up: (1 + n) / (10 + n) > 0.99
+        denoiser.update_average()
+    with torch.no_grad():
+        for p in denoiser.net.parameters():
+            p.add_(1.0)
+    denoiser.update_average()
+    # One step at decay 0.99 moves the average by 1 % of the shift.
+    live = next(denoiser.net.parameters())
+    averaged = next(denoiser.average.module.parameters())
+    torch.testing.assert_close(live - averaged, torch.full_like(live, 0.99))
+    assert int(denoiser.average.steps) == 1001
+    with pytest.raises(ValueError, match="ema_decay"):
+        PreconditionedDenoiser(DenoiserResNet(3, 2), schedule, ema_decay=1.0)

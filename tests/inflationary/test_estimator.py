@@ -12,6 +12,7 @@ from torch import nn
 from sbi_allinone.inflationary import inflationary_flow_nn
 from sbi_allinone.inflationary.calibration import latent_chi2_check
 from sbi_allinone.inflationary.denoiser import PreconditionedDenoiser
+from sbi_allinone.inflationary.estimator import _fixed_draws
 
 SCALES = torch.tensor([0.6, 0.3])
 
@@ -118,6 +119,26 @@ def test_validation_loss_is_a_fixed_function():
     assert not torch.allclose(estimator.loss(theta, x), first)
 
 
+def test_validation_loss_averages_distinct_fixed_draws():
+    theta, x = torch.randn(64, 2), torch.randn(64, 2)
+    torch.manual_seed(1)
+    single = inflationary_flow_nn(validation_draws=1)(theta, x).eval()
+    torch.manual_seed(1)
+    several = inflationary_flow_nn(validation_draws=4)(theta, x).eval()
+    draws = [_fixed_draws(theta, x, 2, draw) for draw in range(4)]
+    assert all(not torch.allclose(draws[0][1], other[1]) for other in draws[1:])
+    torch.testing.assert_close(single.loss(theta, x), several._denoising_loss(
+        several.to_pca(theta), *draws[0], several._embed(x)
+    ))  # fmt: skip
+    per_draw = torch.stack([
+        several._denoising_loss(several.to_pca(theta), *d, several._embed(x))
+        for d in draws
+    ])  # fmt: skip
+    torch.testing.assert_close(several.loss(theta, x), per_draw.mean(0))
+    with pytest.raises(ValueError, match="validation_draws"):
+        inflationary_flow_nn(validation_draws=0)(theta, x)
+
+
 def test_bad_input_raises():
     theta, x = torch.randn(50, 3), torch.randn(50, 2)
     with pytest.raises(ValueError, match="schedule"):
@@ -154,3 +175,25 @@ def test_latent_dim_as_explained_variance_finds_the_intrinsic_dimension():
     assert (isotropic.net.schedule.g == 0).all()
     with pytest.raises(ValueError, match="fraction"):
         inflationary_flow_nn(schedule="prr", latent_dim=1.5)
+
+
+def test_embedding_net_is_averaged_with_the_denoiser():
+    theta, x = torch.randn(64, 2), torch.randn(64, 3)
+    embedding = nn.Linear(3, 4)
+    estimator = inflationary_flow_nn(embedding_net=embedding, ema_decay=0.5)(theta, x)
+    estimator.train().loss(theta, x)  # one update: the averages start as copies
+    with torch.no_grad():
+        embedding.weight.add_(1.0)
+    live = estimator._embed(x)
+    estimator.eval()
+    averaged = estimator._embed(x)
+    assert not torch.allclose(live, averaged)
+    estimator.train().loss(theta, x)
+    # Warm-up decay min(0.5, 2 / 11): the average moved 9 / 11 of the shift.
+    torch.testing.assert_close(
+        estimator._embedding_average.module.weight,
+        embedding.weight - 2 / 11,
+    )
+    plain = inflationary_flow_nn(embedding_net=nn.Linear(3, 4), ema_decay=None)
+    without = plain(theta, x)
+    assert without._embedding_average is None
