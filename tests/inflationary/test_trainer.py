@@ -25,10 +25,11 @@ def _simulate(n: int):
 def trained():
     torch.manual_seed(0)
     theta, x = _simulate(2000)
+    # Two residual blocks (default five) and a bounded budget keep the suite fast;
+    # the default patience trains longer.
     inference = InflationaryFlow(
-        PRIOR, tracker=NullTracker(), show_progress_bars=False, steps=64
+        PRIOR, tracker=NullTracker(), show_progress_bars=False, num_layers=2
     )
-    # A bounded budget keeps the suite fast; the default patience trains longer.
     inference.append_simulations(theta, x).train(max_num_epochs=300)
     return inference
 
