@@ -1,7 +1,17 @@
 """The inflationary flow's benchmark method runs in the runner."""
 
+import pytest
+
 from sbi_allinone.benchmarks import Cell, RunSettings, get_method, run_cell
-from sbi_allinone.inflationary import InflationaryFlowEstimator
+from sbi_allinone.inflationary import InflationaryFlowEstimator, trainer
+
+
+@pytest.fixture(autouse=True)
+def short_patience(monkeypatch):
+    """These tests check plumbing, not accuracy: at 100-150 simulations (one step an
+    epoch) the default patience of 1 000 epochs, under the weight average's smooth
+    validation loss, trains for minutes."""
+    monkeypatch.setattr(trainer, "PATIENCE_STEPS", 100)
 
 
 def test_iflow_runs_in_the_runner():
