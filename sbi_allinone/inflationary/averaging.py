@@ -2,40 +2,45 @@
 
 from __future__ import annotations
 
-import copy
+from functools import partial
 
-import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
 
-__all__ = ["WeightAverage"]
+__all__ = ["weight_average"]
 
 
-class WeightAverage(nn.Module):
-    """A frozen copy of a module whose weights track the live module's average.
+def _warmed_up_ema_(
+    averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor, decay: float
+) -> None:
+    """One in-place EMA step at decay ``min(decay, (1 + n) / (10 + n))``.
 
-    After ``n`` updates the decay is ``min(decay, (1 + n) / (10 + n))``, so the
-    average forgets the initialization within the first steps.
+    The warm-up lets the average forget the first steps' weights quickly.
+    """
+    n = int(num_averaged)
+    weight = 1.0 - min(decay, (1 + n) / (10 + n))
+    for average, live in zip(averaged, current, strict=True):
+        average.lerp_(live, weight)
+
+
+def weight_average(module: nn.Module, decay: float) -> AveragedModel:
+    """A frozen copy of ``module`` whose weights track its moving average.
+
+    Torch's :class:`~torch.optim.swa_utils.AveragedModel` with a warmed-up
+    exponential average: the first ``update_parameters`` call copies the live
+    weights, the ``n``-th later one decays by ``min(decay, (1 + n) / (10 + n))``.
 
     Args:
-        module: The live module; copied at construction.
+        module: The live module; copied here.
         decay: Decay per update, in ``[0, 1)``.
+
+    Returns:
+        The average; its copy is ``.module`` and ``.decay`` holds ``decay``.
     """
-
-    def __init__(self, module: nn.Module, decay: float) -> None:
-        super().__init__()
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"`ema_decay` must be in [0, 1) or None, got {decay}.")
-        self.decay = decay
-        self.module = copy.deepcopy(module).requires_grad_(False)
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-
-    @torch.no_grad()
-    def update(self, live: nn.Module) -> None:
-        """Move the average towards ``live``'s current weights (one step)."""
-        steps = int(self.steps)
-        decay = min(self.decay, (1 + steps) / (10 + steps))
-        averaged = list(self.module.parameters())
-        if averaged:
-            current = [p.detach() for p in live.parameters()]
-            torch._foreach_lerp_(averaged, current, 1.0 - decay)
-        self.steps += 1
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"`ema_decay` must be in [0, 1) or None, got {decay}.")
+    # partial of a module-level function, so that trained estimators pickle.
+    average = AveragedModel(module, multi_avg_fn=partial(_warmed_up_ema_, decay=decay))
+    average.module.requires_grad_(False)
+    average.decay = decay
+    return average

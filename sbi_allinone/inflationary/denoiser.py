@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from sbi_allinone.inflationary.averaging import WeightAverage
+from sbi_allinone.inflationary.averaging import weight_average
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 
 __all__ = ["DenoiserResNet", "PreconditionedDenoiser"]
@@ -102,11 +102,11 @@ class PreconditionedDenoiser(nn.Module):
         self,
         net: nn.Module,
         schedule: InflationarySchedule,
-        ema_decay: float | None = None,
+        ema_decay: float | None = 0.999,
     ) -> None:
         super().__init__()
         self.net, self.schedule = net, schedule
-        self.average = None if ema_decay is None else WeightAverage(net, ema_decay)
+        self.average = None if ema_decay is None else weight_average(net, ema_decay)
 
     @property
     def network(self) -> nn.Module:
@@ -118,7 +118,7 @@ class PreconditionedDenoiser(nn.Module):
     def update_average(self) -> None:
         """Move the weight average towards the live weights (one optimizer step)."""
         if self.average is not None:
-            self.average.update(self.net)
+            self.average.update_parameters(self.net)
 
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``c_in``, ``c_skip``, ``c_out``, each ``(B, D)``, at times ``(B, 1)``."""

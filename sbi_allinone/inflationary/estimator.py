@@ -47,7 +47,7 @@ import torch
 from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 from torch import Tensor, nn
 
-from sbi_allinone.inflationary.averaging import WeightAverage
+from sbi_allinone.inflationary.averaging import weight_average
 from sbi_allinone.inflationary.denoiser import PreconditionedDenoiser
 from sbi_allinone.npe_plugin import flatten_pairs
 
@@ -91,7 +91,7 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
         atol: float = 1e-5,
         rtol: float = 1e-5,
         exact_trace_max_dim: int = 10,
-        validation_draws: int = 1,
+        validation_draws: int = 4,
     ) -> None:
         super().__init__(denoiser, torch.Size([theta_mean.numel()]), condition_shape)
         self._embedding_net = embedding_net
@@ -100,7 +100,7 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
         self._embedding_average = None
         trained = next(embedding_net.parameters(), None) is not None
         if denoiser.average is not None and trained:
-            self._embedding_average = WeightAverage(
+            self._embedding_average = weight_average(
                 embedding_net, denoiser.average.decay
             )
         self.register_buffer("theta_mean", theta_mean)
@@ -148,7 +148,7 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
         """One step of the weight averages of the denoiser and embedding net."""
         self.net.update_average()
         if self._embedding_average is not None:
-            self._embedding_average.update(self._embedding_net)
+            self._embedding_average.update_parameters(self._embedding_net)
 
     def to_pca(self, theta: Tensor) -> Tensor:
         """Parameters ``(B, D)`` -> standardized PCA coordinates ``u`` ``(B, D)``."""

@@ -206,13 +206,15 @@ class InflationaryFlow(BuilderNPE):
 
         Defaults differ from NPE's where a denoising loss needs it:
         ``learning_rate=1e-3``, and a patience of ``PATIENCE_STEPS`` optimizer steps
-        (``stop_after_epochs`` is derived from it, between 20 and 1 000 epochs). The
-        validation loss of a diffusion model flattens long before its samples stop
-        improving: on two moons with 1 000 simulations, stopping after 285 epochs
-        (about 1 400 steps) gave C2ST 0.93, 2 000 epochs gave 0.65-0.68; on
-        gaussian_mixture with 10 000, a patience of 5 000 steps (112 epochs) stopped
-        at 146 epochs with C2ST 0.76 (observations 1-3), 18 000 steps (400 epochs)
-        at 1 171 epochs with 0.61: the narrow mixture component gets its mass late.
+        (``stop_after_epochs`` is derived from it, between 20 and 1 000 epochs). A
+        diffusion model's samples keep improving long after its validation loss
+        looks flat, so the patience is long: with the default network and weight
+        average, the 1 000-simulation runs of the benchmark record
+        (``docs/benchmarks/2026-11-30-iflow-resnet``) stopped after 1 000-2 800
+        epochs. Before the weight average, the noisy validation loss stopped two
+        moons (1 000 simulations) after 285 epochs at C2ST 0.93, against 0.65-0.68
+        after 2 000. Tiny budgets train one step per epoch and so up to 1 000
+        epochs past the best one; pass ``stop_after_epochs`` to shorten that.
         """
         self._refuse_proposals(
             "InflationaryFlow trains on simulations from the prior only (single "

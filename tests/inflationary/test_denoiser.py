@@ -17,10 +17,16 @@ def _denoiser():
 def test_small_noise_limit_is_the_identity():
     denoiser = _denoiser()
     c_in, c_skip, c_out = denoiser.coefficients(torch.zeros(1, 1))
-    # gamma(0) = 5e-4: D passes the input through, the network barely contributes.
+    # The schedule's default gamma(0) = 5e-4 (the paper's): D passes the input
+    # through and the network barely contributes.
     torch.testing.assert_close(c_skip, torch.ones(1, 3), atol=3e-3, rtol=0)
     assert (c_out < 0.03).all()
+    # The output layer starts at zero; give F an output of order one to check.
+    torch.manual_seed(0)
+    torch.nn.init.normal_(denoiser.net.output[1].weight, std=128**-0.5)
+    denoiser.train()  # the live weights, not the average copied at construction
     x = torch.randn(8, 3)
+    assert denoiser.net(x, torch.zeros(8, 1), torch.zeros(8, 2)).abs().mean() > 0.3
     assert (denoiser(x, torch.zeros(8, 1), torch.zeros(8, 2)) - x).abs().max() < 0.1
 
 
@@ -67,16 +73,15 @@ def test_weight_average_is_used_in_eval_mode_only():
     with torch.no_grad():
         for p in denoiser.net.parameters():
             p.add_(1.0)
-    for _ in range(200):
-        denoiser.update_average()
-    # After 200 updates at decay <= 0.9 the average has caught up with the shift.
+    denoiser.update_average()
+    # The first update copies the live weights, shifted here by one.
     averages = denoiser.average.module.parameters()
     for averaged, before in zip(averages, start, strict=True):
         torch.testing.assert_close(averaged, before + 1.0, atol=1e-6, rtol=0)
         assert not averaged.requires_grad
     assert denoiser.train().network is denoiser.net
     assert denoiser.eval().network is denoiser.average.module
-    plain = PreconditionedDenoiser(DenoiserResNet(3, 2), schedule)
+    plain = PreconditionedDenoiser(DenoiserResNet(3, 2), schedule, ema_decay=None)
     plain.update_average()
     assert plain.eval().network is plain.net
 
@@ -94,6 +99,6 @@ def test_weight_average_lags_the_live_weights():
     live = next(denoiser.net.parameters())
     averaged = next(denoiser.average.module.parameters())
     torch.testing.assert_close(live - averaged, torch.full_like(live, 0.99))
-    assert int(denoiser.average.steps) == 1001
+    assert int(denoiser.average.n_averaged) == 1001
     with pytest.raises(ValueError, match="ema_decay"):
         PreconditionedDenoiser(DenoiserResNet(3, 2), schedule, ema_decay=1.0)

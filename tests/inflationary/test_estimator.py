@@ -43,7 +43,8 @@ def _exact_estimator(scales=SCALES, **kwargs):
     x = torch.randn(2000, 2)
     estimator = inflationary_flow_nn(z_score_x="none", **kwargs)(theta, x)
     schedule = estimator.schedule
-    estimator.net = PreconditionedDenoiser(ExactGaussianF(schedule, scales), schedule)
+    exact = ExactGaussianF(schedule, scales)
+    estimator.net = PreconditionedDenoiser(exact, schedule, ema_decay=None)
     return estimator.eval()
 
 
