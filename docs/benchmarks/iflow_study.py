@@ -12,6 +12,10 @@ For gaussian_linear and two_moons with 10 000 simulations (the runner's data see
 
     cd docs/benchmarks
     python iflow_study.py        # writes iflow_study.md and iflow_study.png
+
+Each task can also run in its own process (``python iflow_study.py two_moons``
+saves ``iflow_study_two_moons.pt``); ``python iflow_study.py --merge`` then writes
+the table and the figure from the saved parts.
 """
 
 from __future__ import annotations
@@ -209,15 +213,27 @@ def plot(results) -> None:
     fig.savefig(HERE / "iflow_study.png", dpi=100)
 
 
-def main() -> None:
-    calibration, round_trips, results = [], [], {}
-    for task_name in TASKS:
-        task_calibration, task_round_trips, results[task_name] = study_task(task_name)
-        calibration += task_calibration
-        round_trips += task_round_trips
+def _part_path(task_name: str) -> Path:
+    return HERE / f"iflow_study_{task_name}.pt"
+
+
+def main(arguments: list[str]) -> None:
+    if arguments and arguments != ["--merge"]:
+        for task_name in arguments:
+            torch.save(study_task(task_name), _part_path(task_name))
+        return
+    parts = {
+        task_name: torch.load(_part_path(task_name), weights_only=False)
+        if arguments
+        else study_task(task_name)
+        for task_name in TASKS
+    }
+    calibration = [row for part in parts.values() for row in part[0]]
+    round_trips = [row for part in parts.values() for row in part[1]]
+    results = {task_name: part[2] for task_name, part in parts.items()}
     write_table(calibration, round_trips, results)
     plot(results)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
