@@ -86,6 +86,20 @@ def test_weight_average_is_used_in_eval_mode_only():
     assert plain.eval().network is plain.net
 
 
+def test_weight_average_warms_up():
+    schedule = InflationarySchedule.preserving(EIGENVALUES)
+    denoiser = PreconditionedDenoiser(DenoiserResNet(3, 2), schedule, ema_decay=0.999)
+    denoiser.update_average()  # a copy
+    with torch.no_grad():
+        for p in denoiser.net.parameters():
+            p.add_(1.0)
+    denoiser.update_average()
+    # The second update decays by (1 + 1) / (10 + 1), not by 0.999.
+    live = next(denoiser.net.parameters())
+    averaged = next(denoiser.average.module.parameters())
+    torch.testing.assert_close(live - averaged, torch.full_like(live, 2 / 11))
+
+
 def test_weight_average_lags_the_live_weights():
     schedule = InflationarySchedule.preserving(EIGENVALUES)
     denoiser = PreconditionedDenoiser(DenoiserResNet(3, 2), schedule, ema_decay=0.99)
