@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import Tensor
 
 from sbi_allinone.inflationary import InflationarySchedule
 from sbi_allinone.inflationary.denoiser import DenoiserResNet, PreconditionedDenoiser
@@ -86,33 +87,38 @@ def test_weight_average_is_used_in_eval_mode_only():
     assert plain.eval().network is plain.net
 
 
-def test_weight_average_warms_up():
+def _shifted_average(decay: float, updates_before: int) -> PreconditionedDenoiser:
+    """A denoiser whose live weights moved by +1 after ``updates_before`` average
+    updates, followed by one more update."""
     schedule = InflationarySchedule.preserving(EIGENVALUES)
-    denoiser = PreconditionedDenoiser(DenoiserResNet(3, 2), schedule, ema_decay=0.999)
-    denoiser.update_average()  # a copy
-    with torch.no_grad():
-        for p in denoiser.net.parameters():
-            p.add_(1.0)
-    denoiser.update_average()
-    # The second update decays by (1 + 1) / (10 + 1), not by 0.999.
-    live = next(denoiser.net.parameters())
-    averaged = next(denoiser.average.module.parameters())
-    torch.testing.assert_close(live - averaged, torch.full_like(live, 2 / 11))
-
-
-def test_weight_average_lags_the_live_weights():
-    schedule = InflationarySchedule.preserving(EIGENVALUES)
-    denoiser = PreconditionedDenoiser(DenoiserResNet(3, 2), schedule, ema_decay=0.99)
-    for _ in range(1000):  # past the warm-up: (1 + n) / (10 + n) > 0.99
+    denoiser = PreconditionedDenoiser(DenoiserResNet(3, 2), schedule, ema_decay=decay)
+    for _ in range(updates_before):
         denoiser.update_average()
     with torch.no_grad():
         for p in denoiser.net.parameters():
             p.add_(1.0)
     denoiser.update_average()
-    # One step at decay 0.99 moves the average by 1 % of the shift.
-    live = next(denoiser.net.parameters())
-    averaged = next(denoiser.average.module.parameters())
-    torch.testing.assert_close(live - averaged, torch.full_like(live, 0.99))
+    return denoiser
+
+
+def _gap(denoiser: PreconditionedDenoiser) -> Tensor:
+    """Live minus averaged weights of the first parameter."""
+    return next(denoiser.net.parameters()) - next(denoiser.average.module.parameters())
+
+
+def test_weight_average_warms_up():
+    # After the first update (a copy), the next decays by (1 + 1) / (10 + 1), not 0.999.
+    gap = _gap(_shifted_average(0.999, updates_before=1))
+    torch.testing.assert_close(gap, torch.full_like(gap, 2 / 11))
+
+
+def test_weight_average_lags_the_live_weights():
+    # Past the warm-up, (1 + n) / (10 + n) > 0.99: one step at decay 0.99 moves the
+    # average by 1 % of the shift.
+    denoiser = _shifted_average(0.99, updates_before=1000)
+    gap = _gap(denoiser)
+    torch.testing.assert_close(gap, torch.full_like(gap, 0.99))
     assert int(denoiser.average.n_averaged) == 1001
+    schedule = InflationarySchedule.preserving(EIGENVALUES)
     with pytest.raises(ValueError, match="ema_decay"):
         PreconditionedDenoiser(DenoiserResNet(3, 2), schedule, ema_decay=1.0)
