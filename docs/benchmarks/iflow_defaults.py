@@ -39,7 +39,7 @@ def main(task_name: str, budget: int, flow_kwargs: dict, steps: list[int]) -> No
     inference.append_simulations(theta, x).train()
     train_time = time.perf_counter() - start
     posterior = inference.build_posterior()
-    epochs = inference._summary["epochs_trained"][-1]
+    epochs = inference.summary["epochs_trained"][-1]
     for num_steps in steps:
         posterior.posterior_estimator.steps = num_steps
         scores, sample_time = [], 0.0

@@ -15,7 +15,9 @@ For gaussian_linear and two_moons with 10 000 simulations (the runner's data see
 
 Each task can also run in its own process (``python iflow_study.py two_moons``
 saves ``iflow_study_two_moons.pt``); ``python iflow_study.py --merge`` then writes
-the table and the figure from the saved parts.
+the table and the figure from the saved parts. Trained models are saved next to
+them (``iflow_study_<task>_<method>.pt``), so a rerun skips finished trainings;
+delete those files to retrain.
 """
 
 from __future__ import annotations
@@ -109,6 +111,26 @@ def round_trip_rows(task_name, estimator, schedule, test_theta, test_x) -> list[
     return rows
 
 
+def _cached(path: Path, train):
+    """Load a trained object from ``path``, or train it and save it there.
+
+    A killed study resumes past its finished trainings (each takes up to an hour).
+    """
+    if path.exists():
+        _log("loading", path.name)
+        return torch.load(path, weights_only=False)
+    trained = train()
+    torch.save(trained, path)
+    return trained
+
+
+def _fit(method, theta, x, prior):
+    torch.manual_seed(1)
+    start = time.perf_counter()
+    posterior = get_method(method).fit(theta, x, prior).posterior
+    return posterior, time.perf_counter() - start
+
+
 def train_reducing(task_name, theta, x):
     torch.manual_seed(1)
     inference = InflationaryFlow(
@@ -127,10 +149,10 @@ def study_task(task_name: str) -> tuple[list[str], list[str], dict]:
     test_x = task.simulate(test_theta)
     calibration, round_trips, results = [], [], {}
     for method in METHODS:
-        torch.manual_seed(1)
-        start = time.perf_counter()
-        posterior = get_method(method).fit(theta, x, task.prior).posterior
-        train_time = time.perf_counter() - start
+        posterior, train_time = _cached(
+            _part_path(task_name, method),
+            partial(_fit, method, theta, x, task.prior),
+        )
         result = diagnose(posterior, test_theta, test_x)
         results[method] = result
         calibration.append(
@@ -147,7 +169,9 @@ def study_task(task_name: str) -> tuple[list[str], list[str], dict]:
             round_trips += round_trip_rows(
                 task_name, estimator, "prp", test_theta, test_x
             )
-    reducing = train_reducing(task_name, theta, x)
+    reducing = _cached(
+        _part_path(task_name, "prr"), partial(train_reducing, task_name, theta, x)
+    )
     latent_dim = max(1, theta.shape[1] // 2)
     round_trips += round_trip_rows(
         task_name, reducing, f"prr (latent_dim={latent_dim})", test_theta, test_x
@@ -213,8 +237,10 @@ def plot(results) -> None:
     fig.savefig(HERE / "iflow_study.png", dpi=100)
 
 
-def _part_path(task_name: str) -> Path:
-    return HERE / f"iflow_study_{task_name}.pt"
+def _part_path(task_name: str, trained: str = "") -> Path:
+    """Where a task's results (or, with ``trained``, a trained model) are saved."""
+    suffix = f"_{trained}" if trained else ""
+    return HERE / f"iflow_study_{task_name}{suffix}.pt"
 
 
 def main(arguments: list[str]) -> None:

@@ -41,7 +41,7 @@ def main(task_name: str, budget: int, patience: int, max_epochs: int) -> None:
         samples = posterior.sample((10_000,), x=x_o, show_progress_bars=False)
         reference = task.get_reference_posterior_samples(observation)[:10_000]
         scores.append(float(c2st(samples, reference, classifier="mlp")))
-    epochs = inference._summary["epochs_trained"][-1]
+    epochs = inference.summary["epochs_trained"][-1]
     print(
         f"{task_name} {budget}: {epochs} epochs, {train_time:.0f} s, C2ST "
         + ", ".join(f"{score:.3f}" for score in scores)

@@ -152,7 +152,7 @@ def available_methods() -> list[str]:
 
 
 def _epochs(inference) -> int:
-    return int(inference._summary["epochs_trained"][-1])
+    return int(inference.summary["epochs_trained"][-1])
 
 
 def _train_default(trainer, theta, x, prior, show_progress_bars, **kwargs):
