@@ -35,12 +35,11 @@ def weight_average(module: nn.Module, decay: float) -> AveragedModel:
         decay: Decay per update, in ``[0, 1)``.
 
     Returns:
-        The average; its copy is ``.module`` and ``.decay`` holds ``decay``.
+        The average; the averaged copy is its ``.module``.
     """
     if not 0.0 <= decay < 1.0:
         raise ValueError(f"`ema_decay` must be in [0, 1) or None, got {decay}.")
     # partial of a module-level function, so that trained estimators pickle.
     average = AveragedModel(module, multi_avg_fn=partial(_warmed_up_ema_, decay=decay))
     average.module.requires_grad_(False)
-    average.decay = decay
     return average

@@ -105,7 +105,7 @@ class PreconditionedDenoiser(nn.Module):
         ema_decay: float | None = 0.999,
     ) -> None:
         super().__init__()
-        self.net, self.schedule = net, schedule
+        self.net, self.schedule, self.ema_decay = net, schedule, ema_decay
         self.average = None if ema_decay is None else weight_average(net, ema_decay)
 
     @property

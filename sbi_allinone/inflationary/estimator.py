@@ -100,9 +100,7 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
         self._embedding_average = None
         trained = next(embedding_net.parameters(), None) is not None
         if denoiser.average is not None and trained:
-            self._embedding_average = weight_average(
-                embedding_net, denoiser.average.decay
-            )
+            self._embedding_average = weight_average(embedding_net, denoiser.ema_decay)
         self.register_buffer("theta_mean", theta_mean)
         self.register_buffer("theta_std", theta_std)
         self.register_buffer("basis", basis)
