@@ -7,8 +7,9 @@ For gaussian_linear and two_moons with 10 000 simulations (the runner's data see
   expected coverage through ``log_prob`` (``run_sbc(..., reduce_fns=log_prob)``);
 - the latent chi-squared check of the flow on the same pairs;
 - round trip theta -> z -> theta on those pairs for the PR-preserving flow and a
-  PR-reducing one (half the dimensions kept), Heun and adaptive solvers, with the
-  time to sample 10 000 parameters and to evaluate 1 000 log-probabilities.
+  PR-reducing one (half the dimensions kept), Heun (64 steps; the PR-reducing flow
+  also at its default of 256) and adaptive solvers, with the time to sample 10 000
+  parameters and to evaluate 1 000 log-probabilities.
 
     cd docs/benchmarks
     python iflow_study.py        # writes iflow_study.md and iflow_study.png
@@ -17,7 +18,8 @@ Each task can also run in its own process (``python iflow_study.py two_moons``
 saves ``iflow_study_two_moons.pt``); ``python iflow_study.py --merge`` then writes
 the table and the figure from the saved parts. Trained models are saved next to
 them (``iflow_study_<task>_<method>.pt``), so a rerun skips finished trainings;
-delete those files to retrain.
+delete those files to retrain. ``python iflow_study.py --round-trips TASK ...``
+recomputes only the round-trip rows of saved parts, from the saved models.
 """
 
 from __future__ import annotations
@@ -85,11 +87,16 @@ def diagnose(posterior, test_theta, test_x) -> dict:
     }
 
 
-def round_trip_rows(task_name, estimator, schedule, test_theta, test_x) -> list[str]:
-    """Round-trip error and times of one trained flow, for both solvers."""
+def round_trip_rows(
+    task_name, estimator, schedule, test_theta, test_x, heun_steps
+) -> list[str]:
+    """Round-trip error and times of one trained flow: Heun at each of
+    ``heun_steps``, and the adaptive solver."""
     rows = []
-    for solver in ("heun", "adaptive"):
-        estimator.solver = solver
+    solvers = [("heun", steps) for steps in heun_steps] + [("adaptive", None)]
+    default_steps = estimator.steps
+    for solver, steps in solvers:
+        estimator.solver, estimator.steps = solver, steps or default_steps
         start = time.perf_counter()
         z = estimator.inverse_transform(test_theta, test_x)
         back = estimator.transform(z, test_x)
@@ -101,13 +108,14 @@ def round_trip_rows(task_name, estimator, schedule, test_theta, test_x) -> list[
         start = time.perf_counter()
         estimator.log_prob(test_theta[:1000].unsqueeze(1), test_x[:1])
         log_prob_time = time.perf_counter() - start
+        label = f"heun, {steps} steps" if steps else solver
         rows.append(
-            f"| {task_name} | {schedule} | {solver} | {error.max():.1e} "
+            f"| {task_name} | {schedule} | {label} | {error.max():.1e} "
             f"| {error.mean():.1e} | {round_trip_time:.1f} | {sample_time:.1f} "
             f"| {log_prob_time:.1f} |"
         )
         _log(rows[-1])
-    estimator.solver = "heun"
+    estimator.solver, estimator.steps = "heun", default_steps
     return rows
 
 
@@ -141,13 +149,19 @@ def train_reducing(task_name, theta, x):
     return inference.append_simulations(theta, x).train()
 
 
-def study_task(task_name: str) -> tuple[list[str], list[str], dict]:
+def _task_data(task_name: str):
+    """The runner's training simulations and the fixed prior-predictive test pairs."""
     task = get_task(task_name)
     theta, x = cell_simulations(Cell(task_name, "npe", BUDGET, 1), task)
     torch.manual_seed(12345)
     test_theta = task.prior.sample((NUM_TESTS,))
-    test_x = task.simulate(test_theta)
-    calibration, round_trips, results = [], [], {}
+    return task, theta, x, test_theta, task.simulate(test_theta)
+
+
+def calibrate_task(task_name: str) -> tuple[list[str], dict]:
+    """Calibration rows of npe and iflow, and the flow's latent check."""
+    task, theta, x, test_theta, test_x = _task_data(task_name)
+    calibration, results = [], {}
     for method in METHODS:
         posterior, train_time = _cached(
             _part_path(task_name, method),
@@ -166,17 +180,35 @@ def study_task(task_name: str) -> tuple[list[str], list[str], dict]:
             estimator = posterior.posterior_estimator
             results["chi2"] = latent_chi2_check(estimator, test_theta, test_x)
             _log(task_name, "chi2 KS p", results["chi2"].p_value)
-            round_trips += round_trip_rows(
-                task_name, estimator, "prp", test_theta, test_x
-            )
+    return calibration, results
+
+
+def round_trips_of_task(task_name: str) -> list[str]:
+    """Round trips of the PR-preserving flow (``iflow``) and a PR-reducing one.
+
+    Heun runs at 64 steps (the PR-preserving default) and, for the PR-reducing
+    flow, also at its default of 256.
+    """
+    task, theta, x, test_theta, test_x = _task_data(task_name)
+    posterior, _ = _cached(
+        _part_path(task_name, "iflow"), partial(_fit, "iflow", theta, x, task.prior)
+    )
+    rows = round_trip_rows(
+        task_name, posterior.posterior_estimator, "prp", test_theta, test_x, (64,)
+    )
     reducing = _cached(
         _part_path(task_name, "prr"), partial(train_reducing, task_name, theta, x)
     )
     latent_dim = max(1, theta.shape[1] // 2)
-    round_trips += round_trip_rows(
-        task_name, reducing, f"prr (latent_dim={latent_dim})", test_theta, test_x
-    )
-    return calibration, round_trips, results
+    return rows + round_trip_rows(
+        task_name, reducing, f"prr (latent_dim={latent_dim})", test_theta, test_x,
+        (64, 256),
+    )  # fmt: skip
+
+
+def study_task(task_name: str) -> tuple[list[str], list[str], dict]:
+    calibration, results = calibrate_task(task_name)
+    return calibration, round_trips_of_task(task_name), results
 
 
 def write_table(calibration, round_trips, results) -> None:
@@ -244,6 +276,15 @@ def _part_path(task_name: str, trained: str = "") -> Path:
 
 
 def main(arguments: list[str]) -> None:
+    if arguments[:1] == ["--round-trips"]:
+        # Recompute only the round trips of saved parts, from the saved models.
+        for task_name in arguments[1:]:
+            calibration, _, results = torch.load(
+                _part_path(task_name), weights_only=False
+            )
+            round_trips = round_trips_of_task(task_name)
+            torch.save((calibration, round_trips, results), _part_path(task_name))
+        return
     if arguments and arguments != ["--merge"]:
         for task_name in arguments:
             torch.save(study_task(task_name), _part_path(task_name))

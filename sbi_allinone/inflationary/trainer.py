@@ -28,6 +28,11 @@ __all__ = [
 #: Early-stopping patience of :meth:`InflationaryFlow.train`, in optimizer steps.
 PATIENCE_STEPS = 20_000
 
+#: Default Heun steps per schedule. The compressed directions of a PR-reducing
+#: schedule contract at a rate of about one per unit time, which steps of T/64 = 0.33
+#: follow with a local error of 2-3% per step; 256 steps bring that down 64-fold.
+DEFAULT_STEPS = {"prp": 64, "prr": 256}
+
 
 def _pca(theta_standardized: Tensor, floor: float) -> tuple[Tensor, Tensor]:
     """Eigenvalues (descending, floored) and eigenvectors of the covariance."""
@@ -76,7 +81,7 @@ def inflationary_flow_nn(
     num_layers: int = 5,
     embedding_net: nn.Module | None = None,
     z_score_x: str | None = "independent",
-    steps: int = 64,
+    steps: int | None = None,
     solver: Literal["heun", "adaptive"] = "heun",
     eigenvalue_floor: float = 1e-4,
     ema_decay: float | None = 0.999,
@@ -108,8 +113,12 @@ def inflationary_flow_nn(
         num_layers: Residual blocks of the denoiser network.
         embedding_net: Network from z-scored ``x`` to a flat ``y``, as in sbi.
         z_score_x: ``"independent"``, ``"structured"`` or ``"none"``.
-        steps: Heun steps of the fixed-step solver (the paper's images: 256; 64
-            reach the same C2ST on slcp, see the README).
+        steps: Heun steps of the fixed-step solver. Default: 64 for a
+            PR-preserving schedule (the paper's images use 256; 64 reach the same
+            C2ST on slcp, see the README), 256 for a PR-reducing one. On
+            gaussian_linear (prior standard deviation 0.32) with 5 of 10
+            directions kept, the round trip theta -> z -> theta was off by 8e-3
+            on average (4e-2 at most) with 64 steps, 1.2e-4 (6.5e-4) with 256.
         solver: ``"heun"`` or ``"adaptive"`` (zuko's Dormand-Prince).
         eigenvalue_floor: PCA eigenvalues are floored at this fraction of the
             largest (a degenerate direction would zero the preconditioning).
@@ -153,8 +162,10 @@ def inflationary_flow_nn(
             kept = None if kept == theta.shape[1] else kept
         if schedule == "prp" or kept is None:
             noise = InflationarySchedule.preserving(eigenvalues, **kwargs)
+            default_steps = DEFAULT_STEPS["prp"]
         else:
             noise = InflationarySchedule.reducing(eigenvalues, kept, gap, **kwargs)
+            default_steps = DEFAULT_STEPS["prr"]
         embedding = embedding_net if embedding_net is not None else nn.Identity()
         with torch.no_grad():
             context_dim = embedding((x[:2] - x_mean) / x_std).reshape(2, -1).shape[1]
@@ -162,7 +173,8 @@ def inflationary_flow_nn(
         return InflationaryFlowEstimator(
             PreconditionedDenoiser(net, noise, ema_decay),
             embedding, theta_mean, theta_std, basis, x_mean, x_std, x.shape[1:],
-            steps=steps, solver=solver, validation_draws=validation_draws,
+            steps=default_steps if steps is None else steps, solver=solver,
+            validation_draws=validation_draws,
         )  # fmt: skip
 
     return build

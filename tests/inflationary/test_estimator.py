@@ -90,6 +90,24 @@ def test_samples_and_round_trip():
     )
 
 
+def _round_trip_error(estimator) -> torch.Tensor:
+    x_o = torch.tensor([[0.4, -1.0]])
+    theta = _exact_conditional(estimator, x_o).sample((500,)).squeeze(1)
+    z = estimator.inverse_transform(theta, x_o)
+    return (estimator.transform(z, x_o) - theta).abs().max()
+
+
+def test_reducing_schedule_defaults_to_more_heun_steps():
+    # Even with the exact denoiser, the compressed direction contracts too fast for
+    # steps of T / 64: the round trip is off by about 4e-2 (6e-4 with 256 steps).
+    assert _exact_estimator().steps == 64
+    reducing = _exact_estimator(schedule="prr", latent_dim=1)
+    assert reducing.steps == 256
+    assert _round_trip_error(reducing) < 2e-3
+    coarse = _exact_estimator(schedule="prr", latent_dim=1, steps=64)
+    assert _round_trip_error(coarse) > 1e-2
+
+
 def test_batched_shapes():
     estimator = _exact_estimator(steps=8)
     x = torch.randn(3, 2)
@@ -168,12 +186,14 @@ def test_latent_dim_as_explained_variance_finds_the_intrinsic_dimension():
     estimator = inflationary_flow_nn(schedule="prr", latent_dim=0.99)(near_a_line, x)
     g = estimator.net.schedule.g
     assert g[0] == 1.0 and (g[1:] < 0).all()
+    assert estimator.steps == 256
 
     with pytest.warns(UserWarning, match="every direction is kept"):
         isotropic = inflationary_flow_nn(schedule="prr", latent_dim=0.99)(
             torch.randn(500, 3), x
         )
     assert (isotropic.net.schedule.g == 0).all()
+    assert isotropic.steps == 64  # PR-preserving after all
     with pytest.raises(ValueError, match="fraction"):
         inflationary_flow_nn(schedule="prr", latent_dim=1.5)
 
