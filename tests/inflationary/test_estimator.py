@@ -108,6 +108,18 @@ def test_reducing_schedule_defaults_to_more_heun_steps():
     assert _round_trip_error(coarse) > 1e-2
 
 
+def test_adaptive_tolerance_is_relative_to_the_smallest_latent_scale():
+    preserving = _exact_estimator(solver="adaptive")
+    assert preserving._absolute_tolerance() == pytest.approx(1e-5, rel=1e-3)
+    reducing = _exact_estimator(schedule="prr", latent_dim=1, solver="adaptive")
+    factor = reducing._absolute_tolerance() / reducing.atol
+    assert factor < 1e-4  # the compressed coordinate ends ~2e-5 of the kept one
+    assert _round_trip_error(reducing) < 1e-4
+    # An absolute 1e-5 does not control the compressed coordinate.
+    reducing.atol = 1e-5 / factor
+    assert _round_trip_error(reducing) > 1e-3
+
+
 def test_batched_shapes():
     estimator = _exact_estimator(steps=8)
     x = torch.randn(3, 2)
