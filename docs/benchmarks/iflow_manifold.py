@@ -15,6 +15,8 @@ variance each principal direction explains.
 
     cd docs/benchmarks
     python iflow_manifold.py [num_simulations]   # writes iflow_manifold.md / .png
+    python iflow_manifold.py 5000 5e-4 15        # the paper's gamma0 and T:
+                                                 # iflow_manifold_gamma0_5e-4.md / .png
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def pca_truncation_error(theta, held_theta, latent_dim: int) -> float:
     return (back - held_theta).norm(dim=-1).mean().item()
 
 
-def study(name: str, num_simulations: int) -> dict:
+def study(name: str, num_simulations: int, schedule_kwargs: dict) -> dict:
     torch.manual_seed(7)
     theta, x = simulate(PROBLEMS[name], num_simulations)
     held_theta, held_x = simulate(PROBLEMS[name], NUM_HELD_OUT)
@@ -71,7 +73,7 @@ def study(name: str, num_simulations: int) -> dict:
         torch.manual_seed(1)
         flow = InflationaryFlow(
             schedule="prr", latent_dim=latent_dim, tracker=NullTracker(),
-            show_progress_bars=False,
+            show_progress_bars=False, **schedule_kwargs,
         )  # fmt: skip
         estimator = flow.append_simulations(theta, x).train()
         z = estimator.inverse_transform(held_theta, held_x)
@@ -88,7 +90,7 @@ def study(name: str, num_simulations: int) -> dict:
     return result
 
 
-def write(results: dict, num_simulations: int) -> None:
+def write(results: dict, num_simulations: int, name: str) -> None:
     noise = NOISE * 3**0.5
     lines = [
         f"{num_simulations} simulations, {NUM_HELD_OUT} held-out pairs; parameter "
@@ -106,11 +108,11 @@ def write(results: dict, num_simulations: int) -> None:
                 f"| {name} | {explained} | {latent_dim} | {r['flow_error']:.3f} "
                 f"| {r['pca_error']:.3f} | {variances} |"
             )
-    (HERE / "iflow_manifold.md").write_text("\n".join(lines) + "\n")
+    (HERE / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
-def plot(results: dict) -> None:
+def plot(results: dict, name: str) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.8))
     width = 0.35
     for ax, (name, result) in zip(axes, results.items(), strict=True):
@@ -130,15 +132,22 @@ def plot(results: dict) -> None:
         )
         ax.legend()
     fig.tight_layout()
-    fig.savefig(HERE / "iflow_manifold.png", dpi=100)
+    fig.savefig(HERE / f"{name}.png", dpi=100)
 
 
-def main() -> None:
-    num_simulations = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-    results = {name: study(name, num_simulations) for name in PROBLEMS}
-    write(results, num_simulations)
-    plot(results)
+def main(arguments: list[str]) -> None:
+    num_simulations = int(arguments[0]) if arguments else 5000
+    schedule_kwargs, name = {}, "iflow_manifold"
+    if len(arguments) == 3:
+        schedule_kwargs = {"gamma0": float(arguments[1]), "t_max": float(arguments[2])}
+        name = f"iflow_manifold_gamma0_{arguments[1]}"
+    results = {
+        problem: study(problem, num_simulations, schedule_kwargs)
+        for problem in PROBLEMS
+    }
+    write(results, num_simulations, name)
+    plot(results, name)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
