@@ -90,7 +90,7 @@ def study(name: str, num_simulations: int, schedule_kwargs: dict) -> dict:
     return result
 
 
-def write(results: dict, num_simulations: int, name: str) -> None:
+def write(results: dict, num_simulations: int, output: str) -> None:
     noise = NOISE * 3**0.5
     lines = [
         f"{num_simulations} simulations, {NUM_HELD_OUT} held-out pairs; parameter "
@@ -108,11 +108,11 @@ def write(results: dict, num_simulations: int, name: str) -> None:
                 f"| {name} | {explained} | {latent_dim} | {r['flow_error']:.3f} "
                 f"| {r['pca_error']:.3f} | {variances} |"
             )
-    (HERE / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (HERE / f"{output}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
-def plot(results: dict, name: str) -> None:
+def plot(results: dict, output: str) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.8))
     width = 0.35
     for ax, (name, result) in zip(axes, results.items(), strict=True):
@@ -132,21 +132,21 @@ def plot(results: dict, name: str) -> None:
         )
         ax.legend()
     fig.tight_layout()
-    fig.savefig(HERE / f"{name}.png", dpi=100)
+    fig.savefig(HERE / f"{output}.png", dpi=100)
 
 
 def main(arguments: list[str]) -> None:
     num_simulations = int(arguments[0]) if arguments else 5000
-    schedule_kwargs, name = {}, "iflow_manifold"
+    schedule_kwargs, output = {}, "iflow_manifold"
     if len(arguments) == 3:
         schedule_kwargs = {"gamma0": float(arguments[1]), "t_max": float(arguments[2])}
-        name = f"iflow_manifold_gamma0_{arguments[1]}"
+        output = f"iflow_manifold_gamma0_{arguments[1]}"
     results = {
         problem: study(problem, num_simulations, schedule_kwargs)
         for problem in PROBLEMS
     }
-    write(results, num_simulations, name)
-    plot(results, name)
+    write(results, num_simulations, output)
+    plot(results, output)
 
 
 if __name__ == "__main__":
