@@ -57,8 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--classifier",
         default="mlp",
-        help="C2ST classifier: mlp (default, sbibm), rf (Simformer paper) or mlp,rf "
-        "(both, on the same samples)",
+        help="C2ST classifier: mlp (default: sbibm's MLP test, in torch), "
+        "mlp_sklearn (the same test by sbi's sklearn c2st, slower), rf (random "
+        "forest, the Simformer paper's), or several, e.g. mlp,rf (same samples)",
+    )
+    bench.add_argument(
+        "--device", default="cpu", help="device of the mlp C2ST (cpu, cuda, ...)"
     )
     bench.add_argument(
         "--target",
@@ -74,7 +78,18 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a posterior may spend rejecting samples outside the prior per "
         "observation; the rest is drawn without rejection, with a warning",
     )
-    bench.add_argument("--jobs", type=int, default=1, help="worker processes")
+    bench.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes on this machine (Dask workers with --scheduler local)",
+    )
+    bench.add_argument(
+        "--scheduler",
+        default=None,
+        help="run cells on Dask: 'local' (a cluster of --jobs processes here) or a "
+        "scheduler address (tcp://host:8786); needs pip install 'sbi-allinone[dask]'",
+    )
     bench.add_argument(
         "--threads", type=int, default=None, help="torch threads per cell"
     )
@@ -86,8 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("out", nargs="?", default="results")
     report.add_argument(
         "--baseline",
-        default="npe",
-        help="method the time ratios divide by ('' for none)",
+        default="auto",
+        help="method the C2ST differences and time ratios refer to; default: "
+        "npe_sbibm if the results hold it, else npe ('' for none)",
     )
     report.add_argument(
         "--observations",
@@ -100,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--classifier", default=None, help="only rows scored by this classifier"
+    )
+    report.add_argument(
+        "--published",
+        nargs="?",
+        const="all",
+        default=None,
+        help="draw sbibm's published C2ST curves on the plots (all algorithms, or "
+        "e.g. NPE,NLE), and compare npe_sbibm with sbibm's published NPE",
     )
 
     commands.add_parser("list", help="list tasks and registered methods")
@@ -118,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.observations,
             args.target,
             args.classifier,
+            _published(args.published),
         )
     return _bench(args)
 
@@ -133,20 +158,30 @@ def _list() -> int:
     return 0
 
 
+def _published(text: str | None) -> tuple[str, ...]:
+    from sbi_allinone.benchmarks.published import PUBLISHED_ALGORITHMS
+
+    if text is None:
+        return ()
+    return PUBLISHED_ALGORITHMS if text == "all" else tuple(_names(text))
+
+
 def _report(
     out: str,
     baseline: str | None,
     observations: list[int] | None = None,
     target: str = "posterior",
     classifier: str | None = None,
+    published: tuple[str, ...] = (),
 ) -> int:
     from sbi_allinone.benchmarks.report import write_report
 
     try:
-        print(write_report(out, baseline, observations, target, classifier))
-    except FileNotFoundError as error:
+        table = write_report(out, baseline, observations, target, classifier, published)
+    except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    print(table)
     prefix = "" if target == "posterior" else f"{target}_"
     name = "report.md" if target == "posterior" else f"report_{target}.md"
     print(f"\nwritten: {out}/{name} and {out}/{prefix}c2st_<task>.png")
@@ -164,17 +199,23 @@ def _bench(args: argparse.Namespace) -> int:
             threads=args.threads,
             target=args.target,
             max_sampling_time=args.max_sampling_time,
+            device=args.device,
         )
         cells = make_cells(args.tasks, args.methods, args.budgets, args.seeds)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    failures = run_benchmark(cells, settings, args.out, jobs=args.jobs)
+    try:
+        failures = run_benchmark(
+            cells, settings, args.out, jobs=args.jobs, scheduler=args.scheduler
+        )
+    except ImportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for cell, error in failures:
         print(f"cell {cell} failed: {type(error).__name__}: {error}", file=sys.stderr)
     if args.report:
-        baseline = "npe" if "npe" in args.methods else None
-        _report(args.out, baseline, args.observations, args.target)
+        _report(args.out, "auto", args.observations, args.target)
     return 1 if failures else 0
 
 

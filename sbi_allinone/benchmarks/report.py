@@ -1,4 +1,11 @@
-"""Benchmark report: a markdown table and a C2ST-vs-budget plot per task."""
+"""Benchmark report: a markdown table and a C2ST-vs-budget plot per task.
+
+Each method is judged against a baseline: by default the strongest NPE the runner has
+(``npe_sbibm``, sbibm's settings, if the results hold it; else sbi's default ``npe``).
+With ``published=...`` the plots also show sbibm's published curves, and methods that
+reproduce a published algorithm (``npe_sbibm``) get a table against it, observation
+by observation.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,28 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from sbi_allinone.benchmarks.published import (
+    REPRODUCES,
+    published_summary,
+)
 from sbi_allinone.benchmarks.runner import read_results
 
-__all__ = ["plot_c2st", "summarize", "markdown_table", "write_report"]
+__all__ = [
+    "BASELINES",
+    "markdown_table",
+    "plot_c2st",
+    "published_table",
+    "summarize",
+    "write_report",
+]
+
+# The default baseline: the first of these the results hold.
+BASELINES = ("npe_sbibm", "npe")
+# The published numbers were scored by sbibm's MLP C2ST.
+_MLP = ("mlp", "mlp_sklearn")
+# Published rows agree with ours if the means differ by at most this, or by at most
+# the published standard deviation over observations.
+AGREEMENT = 0.03
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -22,7 +48,8 @@ def summarize(rows: list[dict]) -> list[dict]:
     Returns:
         One dict per (task, budget, method), sorted, with ``c2st_mean``, ``c2st_sd``
         (over observations and seeds), ``n`` (rows), ``train_time_s`` (mean over
-        seeds), ``sample_time_s`` (mean per observation), ``epochs`` (mean) and
+        seeds), ``sample_time_s`` and ``c2st_time_s`` (means per observation; NaN
+        for rows from before the scoring time was recorded), ``epochs`` (mean) and
         ``classifier``.
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -44,6 +71,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                 "n_failed": len(group) - len(c2sts),
                 "train_time_s": statistics.fmean(r["train_time_s"] for r in per_seed),
                 "sample_time_s": statistics.fmean(r["sample_time_s"] for r in group),
+                "c2st_time_s": statistics.fmean(r["c2st_time_s"] for r in group),
                 "epochs": statistics.fmean(r["epochs"] for r in per_seed),
                 "classifier": classifier,
             }
@@ -56,9 +84,10 @@ def markdown_table(summary: list[dict], baseline: str | None = "npe") -> str:
 
     Args:
         summary: Output of :func:`summarize`.
-        baseline: Method whose times the ratio columns divide by, within the same
-            task and budget (shared machines are noisy: ratios travel, seconds do
-            not). ``None`` or an absent method omits the ratio columns.
+        baseline: Method each row is compared with, within the same task, budget
+            and classifier: the difference of mean C2ST and the time ratios
+            (shared machines are noisy: ratios travel, seconds do not). ``None`` or
+            an absent method omits those columns.
 
     Returns:
         The table, one line per (task, budget, method).
@@ -68,7 +97,7 @@ def markdown_table(summary: list[dict], baseline: str | None = "npe") -> str:
         for s in summary
         if s["method"] == baseline
     }
-    with_ratio = bool(base)
+    with_baseline = bool(base)
     several = len({s["classifier"] for s in summary}) > 1
     header = [
         "task",
@@ -77,15 +106,17 @@ def markdown_table(summary: list[dict], baseline: str | None = "npe") -> str:
         "method",
         "C2ST (mean ± sd)",
         "n",
-        "train s",
-        "sample s",
     ]
-    if with_ratio:
+    if with_baseline:
+        header += [f"C2ST − {baseline}"]
+    header += ["train s", "sample s", "C2ST s"]
+    if with_baseline:
         header += [f"train / {baseline}", f"sample / {baseline}"]
     header += ["epochs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for s in summary:
         failed = f" ({s['n_failed']} NaN)" if s["n_failed"] else ""
+        ref = base.get((s["task"], s["budget"], s["classifier"]))
         cells = [
             s["task"],
             str(s["budget"]),
@@ -93,11 +124,15 @@ def markdown_table(summary: list[dict], baseline: str | None = "npe") -> str:
             s["method"],
             f"{s['c2st_mean']:.3f} ± {s['c2st_sd']:.3f}{failed}",
             str(s["n"]),
+        ]
+        if with_baseline:
+            cells.append(f"{s['c2st_mean'] - ref['c2st_mean']:+.3f}" if ref else "–")
+        cells += [
             f"{s['train_time_s']:.1f}",
             f"{s['sample_time_s']:.2f}",
+            "–" if math.isnan(s["c2st_time_s"]) else f"{s['c2st_time_s']:.1f}",
         ]
-        if with_ratio:
-            ref = base.get((s["task"], s["budget"], s["classifier"]))
+        if with_baseline:
             cells += [
                 _ratio(s["train_time_s"], ref and ref["train_time_s"]),
                 _ratio(s["sample_time_s"], ref and ref["sample_time_s"]),
@@ -108,7 +143,7 @@ def markdown_table(summary: list[dict], baseline: str | None = "npe") -> str:
     lines.append("")
     lines.append(
         f"C2ST classifier: {classifiers}; sd over observations and seeds; "
-        "sample s = seconds per observation."
+        "sample s and C2ST s = seconds per observation."
     )
     return "\n".join(lines)
 
@@ -119,13 +154,84 @@ def _ratio(value: float, reference: float | None) -> str:
     return f"{value / reference:.2f}"
 
 
-def plot_c2st(summary: list[dict], out_dir: str | Path, prefix: str = "") -> list[Path]:
+def published_table(rows: list[dict]) -> str:
+    """Our methods that reproduce a published sbibm algorithm, against it.
+
+    For each (task, budget) of a method in :data:`REPRODUCES` scored by an MLP
+    C2ST: our mean, the published mean over the same observations, the paired
+    difference (mean ± standard error over observations), and whether the means
+    agree (within :data:`AGREEMENT`, or within the published standard deviation).
+
+    Args:
+        rows: Results rows (see :func:`~sbi_allinone.benchmarks.runner.read_results`).
+
+    Returns:
+        A markdown table, or an empty string if no row reproduces a published
+        algorithm.
+    """
+    groups: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["method"] in REPRODUCES and row["classifier"] in _MLP:
+            key = (row["task"], row["budget"], row["method"], row["classifier"])
+            if not math.isnan(row["c2st"]):
+                groups[key][row["observation"]].append(row["c2st"])
+    published = published_summary(tuple(sorted(set(REPRODUCES.values()))))
+    lines = []
+    for (task, budget, method, classifier), ours in sorted(groups.items()):
+        theirs = published.get((task, budget, REPRODUCES[method]))
+        if theirs is None:
+            continue
+        common = sorted(set(ours) & set(theirs["values"]))
+        if not common:
+            continue
+        mine = [statistics.fmean(ours[o]) for o in common]
+        paper = [theirs["values"][o] for o in common]
+        differences = [a - b for a, b in zip(mine, paper, strict=True)]
+        difference = statistics.fmean(differences)
+        error = (
+            statistics.stdev(differences) / math.sqrt(len(common))
+            if len(common) > 1
+            else math.nan
+        )
+        spread = statistics.stdev(paper) if len(paper) > 1 else 0.0
+        agrees = abs(difference) <= max(AGREEMENT, spread)
+        lines.append(
+            f"| {task} | {budget} | {method} ({classifier}) | "
+            f"{statistics.fmean(mine):.3f} | {REPRODUCES[method]} "
+            f"{statistics.fmean(paper):.3f} ± {spread:.3f} | "
+            f"{difference:+.3f} ± {error:.3f} | {len(common)} | "
+            f"{'yes' if agrees else '**no**'} |"
+        )
+    if not lines:
+        return ""
+    header = [
+        "| task | budget | ours | C2ST | published (mean ± sd) | ours − published "
+        "(mean ± se) | observations | agrees |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    footer = [
+        "",
+        f"Agrees: the means differ by at most {AGREEMENT} or by at most the published "
+        "sd over observations. Published: sbibm paper (Lueckmann et al. 2021; "
+        "gaussian_mixture: the sbibm authors' re-run), sbibm's MLP C2ST.",
+    ]
+    return "\n".join(header + lines + footer)
+
+
+def plot_c2st(
+    summary: list[dict],
+    out_dir: str | Path,
+    prefix: str = "",
+    published: tuple[str, ...] = (),
+) -> list[Path]:
     """Save one C2ST-vs-budget plot per task (``<prefix>c2st_<task>.png``).
 
     Args:
         summary: Output of :func:`summarize`.
         out_dir: Folder for the PNG files.
         prefix: File-name prefix (``"likelihood_"`` for likelihood rows).
+        published: sbibm algorithms whose published curves (mean ± sd over
+            observations) are drawn too, dashed; only on MLP C2ST plots.
 
     Returns:
         Paths of the written files.
@@ -137,13 +243,14 @@ def plot_c2st(summary: list[dict], out_dir: str | Path, prefix: str = "") -> lis
 
     # One classifier per plot: the first, alphabetically (mlp before rf).
     shown = min(s["classifier"] for s in summary)
+    curves = published_summary(published) if published and shown in _MLP else {}
     by_task: dict[str, list[dict]] = defaultdict(list)
     for s in summary:
         if s["classifier"] == shown:
             by_task[s["task"]].append(s)
     paths = []
     for task, entries in by_task.items():
-        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        fig, ax = plt.subplots(figsize=(5.5, 4.0) if curves else (4.5, 3.5))
         for method in sorted({e["method"] for e in entries}):
             points = sorted(
                 (e["budget"], e["c2st_mean"], e["c2st_sd"])
@@ -152,13 +259,27 @@ def plot_c2st(summary: list[dict], out_dir: str | Path, prefix: str = "") -> lis
             )
             budgets, means, sds = zip(*points, strict=True)
             ax.errorbar(budgets, means, yerr=sds, marker="o", capsize=3, label=method)
+        colors = plt.get_cmap("Dark2")
+        for k, algorithm in enumerate(published):
+            points = sorted(
+                (budget, c["mean"], c["sd"])
+                for (t, budget, a), c in curves.items()
+                if t == task and a == algorithm
+            )
+            if not points:
+                continue
+            budgets, means, sds = zip(*points, strict=True)
+            ax.errorbar(
+                budgets, means, yerr=sds, ls="--", lw=1, marker="x", capsize=2,
+                alpha=0.7, color=colors(k % 8), label=f"sbibm {algorithm}",
+            )  # fmt: skip
         ax.set_xscale("log")
         ax.set_ylim(0.45, 1.02)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_xlabel("number of simulations")
         ax.set_ylabel(f"C2ST ({entries[0]['classifier']})")
         ax.set_title(task if not prefix else f"{task} ({prefix.rstrip('_')})")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, ncol=2 if curves else 1)
         fig.tight_layout()
         path = Path(out_dir) / f"{prefix}c2st_{task}.png"
         fig.savefig(path, dpi=120)
@@ -169,10 +290,11 @@ def plot_c2st(summary: list[dict], out_dir: str | Path, prefix: str = "") -> lis
 
 def write_report(
     out_dir: str | Path,
-    baseline: str | None = "npe",
+    baseline: str | None = "auto",
     observations: Sequence[int] | None = None,
     target: str = "posterior",
     classifier: str | None = None,
+    published: Sequence[str] = (),
 ) -> str:
     """Summarize a results folder: write ``report.md`` and the plots, return the table.
 
@@ -181,16 +303,23 @@ def write_report(
 
     Args:
         out_dir: Results folder of ``sbi-allinone bench``.
-        baseline: Method the time ratios divide by (see :func:`markdown_table`).
+        baseline: Method the C2ST differences and time ratios refer to (see
+            :func:`markdown_table`); ``"auto"``: the first of :data:`BASELINES`
+            the rows hold.
         observations: Only these observation numbers (default: all rows), so that
             cells run with more observations compare on the same ones.
         target: ``"posterior"`` or ``"likelihood"``.
         classifier: Only rows scored by this C2ST classifier (default: all; the
             plots then use the first classifier of the rows).
+        published: sbibm algorithms (of :data:`PUBLISHED_ALGORITHMS`) to draw on
+            the plots; if any, the report also compares the methods that reproduce
+            a published algorithm with it (:func:`published_table`).
 
     Raises:
         FileNotFoundError: If the folder holds no (selected) results.
     """
+    published = tuple(published)
+    published_summary(published)  # an unknown name raises before any work
     rows = read_results(out_dir, target)
     if observations is not None:
         rows = [row for row in rows if row["observation"] in set(observations)]
@@ -200,10 +329,17 @@ def write_report(
         raise FileNotFoundError(
             f"No results in {out_dir!s}: run `sbi-allinone bench` first."
         )
+    if baseline == "auto":
+        present = {row["method"] for row in rows}
+        baseline = next((b for b in BASELINES if b in present), None)
     summary = summarize(rows)
     table = markdown_table(summary, baseline=baseline)
+    if published and target == "posterior":
+        comparison = published_table(rows)
+        if comparison:
+            table += "\n\n## Against sbibm's published numbers\n\n" + comparison
     prefix = "" if target == "posterior" else f"{target}_"
     name = "report.md" if target == "posterior" else f"report_{target}.md"
     (Path(out_dir) / name).write_text(table + "\n")
-    plot_c2st(summary, out_dir, prefix)
+    plot_c2st(summary, out_dir, prefix, published if target == "posterior" else ())
     return table

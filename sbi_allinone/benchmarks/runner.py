@@ -34,14 +34,16 @@ from pathlib import Path
 
 import sbi
 import torch
-from sbi.utils.metrics import c2st
+from sbi.utils.metrics import c2st as sklearn_c2st
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from sbi_allinone.benchmarks.c2st import c2st_batch
 from sbi_allinone.benchmarks.methods import Method, get_method
 from sbi_allinone.benchmarks.tasks import Task, check_task_name, get_task
 
 __all__ = [
+    "CLASSIFIERS",
     "Cell",
     "RunSettings",
     "RESULTS_FILE",
@@ -58,6 +60,9 @@ __all__ = [
 
 RESULTS_FILE = "results.csv"
 TARGETS = ("posterior", "likelihood")
+# "mlp": sbibm's MLP test in torch (sbi_allinone.benchmarks.c2st); "mlp_sklearn": the
+# same test by sbi's sklearn C2ST; "rf": sbi's random forest (the Simformer paper's).
+CLASSIFIERS = ("mlp", "mlp_sklearn", "rf")
 _FILES = {"posterior": RESULTS_FILE, "likelihood": "likelihood.csv"}
 
 
@@ -79,6 +84,7 @@ COLUMNS = (
     "num_samples",
     "train_time_s",
     "sample_time_s",
+    "c2st_time_s",
     "epochs",
     "num_valid_simulations",
     "sbi_version",
@@ -106,9 +112,11 @@ class RunSettings:
     Args:
         observations: sbibm observation numbers (1–10) to evaluate on.
         num_samples: Posterior samples per observation (sbibm uses 10 000).
-        classifier: C2ST classifier: ``"mlp"`` (sbibm's choice), ``"rf"`` (the
-            Simformer paper's) or both, ``"mlp,rf"``: the same samples are then
-            scored by each, one row per classifier.
+        classifier: C2ST classifier: ``"mlp"`` (sbibm's test, in torch:
+            :mod:`sbi_allinone.benchmarks.c2st`), ``"mlp_sklearn"`` (the same test
+            by sbi's sklearn ``c2st``, slower), ``"rf"`` (random forest, the
+            Simformer paper's), or several, comma-separated (``"mlp,rf"``): the
+            same samples are then scored by each, one row per classifier.
         threads: Torch threads per cell; ``None`` leaves torch's default.
         show_progress_bars: Show training progress bars inside cells.
         target: ``"posterior"`` (C2ST against reference posterior samples) or
@@ -119,6 +127,8 @@ class RunSettings:
             ``DirectPosterior``). A posterior whose mass lies mostly outside the
             prior would otherwise never finish; what is missing then is filled with
             samples drawn without rejection, and a warning says how many.
+        device: Device of the ``"mlp"`` C2ST (training stays where the method
+            puts it).
     """
 
     observations: tuple[int, ...] = tuple(range(1, 11))
@@ -128,6 +138,7 @@ class RunSettings:
     show_progress_bars: bool = False
     target: str = "posterior"
     max_sampling_time: float = 120.0
+    device: str = "cpu"
 
     @property
     def classifiers(self) -> tuple[str, ...]:
@@ -136,12 +147,10 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         results_file(self.target)
-        if not self.classifiers or any(
-            c not in ("mlp", "rf") for c in self.classifiers
-        ):
+        if not self.classifiers or any(c not in CLASSIFIERS for c in self.classifiers):
             raise ValueError(
-                "`classifier` must be 'mlp', 'rf' or 'mlp,rf', got "
-                f"{self.classifier!r}."
+                f"`classifier` must be one or several of {', '.join(CLASSIFIERS)} "
+                f"(comma-separated), got {self.classifier!r}."
             )
         if not self.observations or any(
             o not in range(1, 11) for o in self.observations
@@ -250,31 +259,36 @@ def run_cell(
         if trained.likelihood is None:
             raise ValueError(f"Method {method.name!r} provides no likelihood.")
         estimator = trained.likelihood
-    rows = []
+    drawn = []
     for observation in settings.observations:
         condition, reference = _condition_and_reference(
             task, observation, settings, cell
         )
         start = time.perf_counter()
         samples = _sample(estimator, condition, settings, f"{cell}, obs {observation}")
-        sample_time = time.perf_counter() - start
-        rows += [
-            {
-                **asdict(cell),
-                "observation": observation,
-                "c2st": _c2st(reference, samples, classifier),
-                "classifier": classifier,
-                "num_samples": settings.num_samples,
-                "train_time_s": round(train_time, 3),
-                "sample_time_s": round(sample_time, 3),
-                "epochs": trained.epochs,
-                "num_valid_simulations": num_valid,
-                "sbi_version": sbi.__version__,
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            }
-            for classifier in settings.classifiers
-        ]
-    return rows
+        drawn.append((reference, samples, time.perf_counter() - start))
+    pairs = [(reference, samples) for reference, samples, _ in drawn]
+    scores = {c: _c2st(pairs, c, settings.device) for c in settings.classifiers}
+    return [
+        {
+            **asdict(cell),
+            "observation": observation,
+            "c2st": scores[classifier][i][0],
+            "classifier": classifier,
+            "num_samples": settings.num_samples,
+            "train_time_s": round(train_time, 3),
+            "sample_time_s": round(sample_time, 3),
+            "c2st_time_s": round(scores[classifier][i][1], 3),
+            "epochs": trained.epochs,
+            "num_valid_simulations": num_valid,
+            "sbi_version": sbi.__version__,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        for i, (observation, (_, _, sample_time)) in enumerate(
+            zip(settings.observations, drawn, strict=True)
+        )
+        for classifier in settings.classifiers
+    ]
 
 
 def _sample(estimator, condition: torch.Tensor, settings: RunSettings, where: str):
@@ -330,18 +344,42 @@ def _condition_and_reference(
     return theta, simulations[torch.isfinite(simulations).all(dim=1)]
 
 
-def _c2st(reference: torch.Tensor, samples: torch.Tensor, classifier: str) -> float:
-    samples = samples.reshape(-1, reference.shape[1]).float()
-    if not torch.isfinite(samples).all():
-        return math.nan
-    n = min(len(reference), len(samples))
-    return round(
-        float(c2st(reference[:n], samples[:n], seed=1, classifier=classifier)), 4
-    )
+def _c2st(
+    pairs: list[tuple[torch.Tensor, torch.Tensor]], classifier: str, device: str
+) -> list[tuple[float, float]]:
+    """C2ST and seconds spent scoring, per ``(reference, samples)`` pair.
+
+    The torch ``"mlp"`` scores all pairs together (one stack of classifiers); each
+    pair's seconds are then an equal share. NaN or infinite samples score NaN.
+    """
+    trimmed = {}
+    for i, (reference, samples) in enumerate(pairs):
+        samples = samples.reshape(-1, reference.shape[1]).float()
+        if torch.isfinite(samples).all():
+            n = min(len(reference), len(samples))
+            trimmed[i] = (reference[:n], samples[:n])
+    scores = dict.fromkeys(range(len(pairs)), (math.nan, 0.0))
+    if classifier == "mlp" and trimmed:
+        start = time.perf_counter()
+        values = c2st_batch(list(trimmed.values()), seed=1, device=device)
+        share = (time.perf_counter() - start) / len(trimmed)
+        scores.update(
+            {i: (round(v, 4), share) for i, v in zip(trimmed, values, strict=True)}
+        )
+    elif trimmed:
+        name = {"mlp_sklearn": "mlp", "rf": "rf"}[classifier]
+        for i, (reference, samples) in trimmed.items():
+            start = time.perf_counter()
+            value = float(sklearn_c2st(reference, samples, seed=1, classifier=name))
+            scores[i] = (round(value, 4), time.perf_counter() - start)
+    return [scores[i] for i in range(len(pairs))]
 
 
 def read_results(out_dir: str | Path, target: str = "posterior") -> list[dict]:
     """Rows of a results folder's CSV file, numbers converted; ``[]`` if none.
+
+    Files written before the torch C2ST (no ``c2st_time_s`` column) were scored by
+    sklearn: their ``"mlp"`` rows are read as ``"mlp_sklearn"``.
 
     Args:
         out_dir: Results folder.
@@ -351,14 +389,20 @@ def read_results(out_dir: str | Path, target: str = "posterior") -> list[dict]:
     if not path.exists():
         return []
     with path.open(newline="") as f:
-        return [_parse_row(row) for row in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        legacy = "c2st_time_s" not in (reader.fieldnames or ())
+        return [_parse_row(row, legacy) for row in reader]
 
 
-def _parse_row(row: dict) -> dict:
+def _parse_row(row: dict, legacy: bool = False) -> dict:
     for key in ("budget", "seed", "observation", "num_samples", "epochs"):
         row[key] = int(row[key])
     row["num_valid_simulations"] = int(row["num_valid_simulations"])
-    for key in ("c2st", "train_time_s", "sample_time_s"):
+    if legacy:
+        row["c2st_time_s"] = math.nan
+        if row["classifier"] == "mlp":
+            row["classifier"] = "mlp_sklearn"
+    for key in ("c2st", "train_time_s", "sample_time_s", "c2st_time_s"):
         row[key] = float(row[key])
     return row
 
@@ -377,8 +421,14 @@ def completed_cells(out_dir: str | Path, settings: RunSettings) -> set[tuple]:
 def append_results(
     out_dir: str | Path, rows: Sequence[dict], target: str = "posterior"
 ) -> None:
-    """Append rows (dicts over :data:`COLUMNS`) to the target's CSV file, durably."""
+    """Append rows (dicts over :data:`COLUMNS`) to the target's CSV file, durably.
+
+    A file with older columns is first rewritten with the current ones (its
+    ``"mlp"`` rows renamed ``"mlp_sklearn"``, see :func:`read_results`).
+    """
     path = Path(out_dir) / results_file(target)
+    if path.exists() and _header(path) != list(COLUMNS):
+        _write_rows(path, read_results(out_dir, target))
     new_file = not path.exists()
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -389,12 +439,30 @@ def append_results(
         os.fsync(f.fileno())
 
 
+def _header(path: Path) -> list[str]:
+    with path.open(newline="") as f:
+        return next(csv.reader(f), [])
+
+
+def _write_rows(path: Path, rows: Sequence[dict]) -> None:
+    """Replace ``path`` by ``rows`` at once (a new file moved over the old one)."""
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
 def run_benchmark(
     cells: Sequence[Cell],
     settings: RunSettings,
     out_dir: str | Path,
     jobs: int = 1,
     show_progress_bars: bool = True,
+    scheduler: str | None = None,
 ) -> list[tuple[Cell, BaseException]]:
     """Run all cells not already finished in ``out_dir``; append rows as cells finish.
 
@@ -402,9 +470,14 @@ def run_benchmark(
         cells: Cells to run (see :func:`make_cells`).
         settings: Shared evaluation settings.
         out_dir: Results folder; created if missing.
-        jobs: Number of worker processes; each gets ``cpu_count // jobs`` torch
-            threads unless ``settings.threads`` is set.
+        jobs: Number of worker processes on this machine (with ``scheduler="local"``:
+            Dask workers); each gets ``cpu_count // jobs`` torch threads unless
+            ``settings.threads`` is set.
         show_progress_bars: Show a progress bar over cells.
+        scheduler: Run the cells on Dask (:mod:`sbi_allinone.benchmarks.cluster`):
+            ``"local"`` for a cluster of ``jobs`` worker processes here, or a Dask
+            scheduler's address. ``None``: this process, or a process pool for
+            ``jobs > 1``.
 
     Returns:
         The cells that failed, with their exceptions (finished cells are saved).
@@ -415,37 +488,60 @@ def run_benchmark(
     todo = [cell for cell in cells if cell.key() not in done]
     if jobs < 1:
         raise ValueError(f"`jobs` must be at least 1, got {jobs}.")
-    if jobs > 1 and settings.threads is None:
+    local = scheduler in (None, "local")
+    if local and (jobs > 1 or scheduler) and settings.threads is None:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         settings = RunSettings(**{**asdict(settings), "threads": threads})
 
-    failures: list[tuple[Cell, BaseException]] = []
     bar = tqdm(
         total=len(cells),
         initial=len(cells) - len(todo),
         desc="cells",
         disable=not show_progress_bars,
     )
-    if jobs == 1:
-        for cell in todo:
-            bar.set_postfix_str(f"{cell.task}/{cell.method}/{cell.budget}/s{cell.seed}")
-            try:
-                append_results(out_dir, run_cell(cell, settings), settings.target)
-            except Exception as error:  # a failed cell must not stop the sweep
-                failures.append((cell, error))
+    try:
+        if scheduler is not None:
+            from sbi_allinone.benchmarks.cluster import dask_client, run_on_dask
+
+            with dask_client(scheduler, jobs) as client:
+                return run_on_dask(
+                    todo, settings, out_dir, client, lambda _: bar.update()
+                )
+        if jobs == 1:
+            return _run_here(todo, settings, out_dir, bar)
+        return _run_in_processes(todo, settings, out_dir, jobs, bar)
+    finally:
+        bar.close()
+
+
+def _run_here(
+    cells: Sequence[Cell], settings: RunSettings, out_dir: Path, bar
+) -> list[tuple[Cell, BaseException]]:
+    failures = []
+    for cell in cells:
+        bar.set_postfix_str(f"{cell.task}/{cell.method}/{cell.budget}/s{cell.seed}")
+        try:
+            append_results(out_dir, run_cell(cell, settings), settings.target)
+        except Exception as error:  # a failed cell must not stop the sweep
+            failures.append((cell, error))
+        bar.update()
+    return failures
+
+
+def _run_in_processes(
+    cells: Sequence[Cell], settings: RunSettings, out_dir: Path, jobs: int, bar
+) -> list[tuple[Cell, BaseException]]:
+    failures = []
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        futures: dict[Future, Cell] = {
+            pool.submit(run_cell, cell, settings, get_method(cell.method)): cell
+            for cell in cells
+        }
+        for future in as_completed(futures):
+            error = future.exception()
+            if error is None:
+                append_results(out_dir, future.result(), settings.target)
+            else:
+                failures.append((futures[future], error))
             bar.update()
-    else:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            futures: dict[Future, Cell] = {
-                pool.submit(run_cell, cell, settings, get_method(cell.method)): cell
-                for cell in todo
-            }
-            for future in as_completed(futures):
-                error = future.exception()
-                if error is None:
-                    append_results(out_dir, future.result(), settings.target)
-                else:
-                    failures.append((futures[future], error))
-                bar.update()
-    bar.close()
     return failures

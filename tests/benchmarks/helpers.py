@@ -1,5 +1,8 @@
-"""A fast method for runner tests: NPE capped at a few epochs."""
+"""Methods for runner tests: NPE capped at a few epochs, and others that fail, are
+interrupted, or sleep (for killing workers mid-cell)."""
 
+import os
+import time
 import warnings
 
 from sbi.inference import NPE
@@ -27,7 +30,34 @@ def train_broken(theta, x, prior, show_progress_bars=False):
     raise RuntimeError("this method always fails")
 
 
+class PriorSampler:
+    """A "posterior" that returns prior samples: no training, for plumbing tests."""
+
+    def __init__(self, prior):
+        self.prior = prior
+
+    def sample(self, sample_shape, x=None, show_progress_bars=False):
+        return self.prior.sample(sample_shape)
+
+
+# Seconds a slow cell sleeps, and a file each start of one is logged to (if set), as
+# "budget process-id".
+SLOW_SECONDS = 1.5
+STARTS_LOG = "SBI_ALLINONE_TEST_STARTS"
+
+
+def train_slow_prior(theta, x, prior, show_progress_bars=False):
+    log = os.environ.get(STARTS_LOG)
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{len(theta)} {os.getpid()}\n")
+    time.sleep(SLOW_SECONDS)
+    return TrainedPosterior(PriorSampler(prior), epochs=0)
+
+
 def register_test_methods():
+    if "test_slow_prior" not in available_methods():
+        register_method("test_slow_prior", train_slow_prior, "prior, after a sleep")
     if FAST not in available_methods():
         register_method(FAST, train_fast, "NPE, 5 epochs (tests only)")
         register_method("test_interrupted", train_interrupted, "raises Ctrl-C")

@@ -34,9 +34,24 @@ def test_errors_have_exit_code_2(tmp_path, capsys):
     assert main(["bench", "--methods", "nope", "--out", str(tmp_path)]) == 2
     assert "Unknown method 'nope'" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["bench", "--classifier", "svm", "--out", str(tmp_path)]) == 2
+    assert "mlp, mlp_sklearn, rf" in capsys.readouterr().err
+
+
+def test_report_published(tmp_path, capsys):
+    register_test_methods()
+    out = tmp_path / "results"
+    args = ["bench", "--tasks", "two_moons", "--methods", FAST, "--budgets", "150"]
+    args += ["--observations", "1", "--num-samples", "200", "--out", str(out)]
+    assert main(args) == 0
+    assert main(["report", str(out), "--published"]) == 0
+    assert main(["report", str(out), "--published", "NPE,SMC-ABC"]) == 0
+    assert main(["report", str(out), "--published", "NPX"]) == 2
+    assert "Unknown published algorithms ['NPX']" in capsys.readouterr().err
 
 
 def test_list(capsys):
     assert main(["list"]) == 0
     printed = capsys.readouterr().out
     assert "two_moons" in printed and "npse" in printed and "fmpe" in printed
+    assert "npe_sbibm" in printed

@@ -22,6 +22,7 @@ def _row(method, budget, observation, c2st, train=10.0, sample=1.0, seed=1):
         num_samples=100,
         train_time_s=train,
         sample_time_s=sample,
+        c2st_time_s=2.0,
         epochs=50,
         num_valid_simulations=budget,
     )
@@ -81,3 +82,41 @@ def test_report_on_selected_observations(results):
 def test_empty_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="No results in"):
         write_report(tmp_path)
+
+
+def test_baseline_defaults_to_the_strongest_npe(results):
+    append_results(results, [_row("npe_sbibm", 1000, 1, 0.65, train=5.0)])
+    table = write_report(results)
+    assert "C2ST − npe_sbibm" in table and "train / npe_sbibm" in table
+    npe = next(line for line in table.splitlines() if "| npe |" in line)
+    assert "| +0.100 |" in npe  # 0.75 against 0.65
+    assert "| 2.00 |" in npe  # 10 s / 5 s
+    # Without npe_sbibm rows, sbi's default npe is the baseline.
+    assert "C2ST − npe |" in write_report(results, observations=[2])
+
+
+def _published_rows(task, budget, shift):
+    """Rows of npe_sbibm at the published NPE's observations, shifted by `shift`."""
+    from sbi_allinone.benchmarks.published import published_summary
+
+    values = published_summary(("NPE",))[(task, budget, "NPE")]["values"]
+    rows = []
+    for observation, c2st in values.items():
+        row = _row("npe_sbibm", budget, observation, round(c2st + shift, 4))
+        rows.append({**row, "task": task})
+    return rows
+
+
+def test_published_comparison_and_curves(tmp_path):
+    append_results(tmp_path, _published_rows("two_moons", 10000, 0.01))
+    append_results(tmp_path, _published_rows("slcp", 1000, -0.08))
+    table = write_report(tmp_path, published=("NPE", "NLE"))
+    assert "## Against sbibm's published numbers" in table
+    moons = next(line for line in table.splitlines() if "| two_moons | 10000 |" in line
+                 and "NPE 0.606" in line)  # fmt: skip
+    assert "| +0.010 ± 0.000 | 10 | yes |" in moons
+    slcp = next(line for line in table.splitlines() if "NPE 0.975" in line)
+    assert "| -0.080 ± 0.000 | 10 | **no** |" in slcp
+    assert (tmp_path / "c2st_two_moons.png").exists()
+    with pytest.raises(ValueError, match="Unknown published algorithms"):
+        write_report(tmp_path, published=("NPX",))

@@ -1,6 +1,7 @@
 """The benchmark runner end to end on tiny budgets, resume, parallel jobs, errors."""
 
 import csv
+import math
 
 import pytest
 import torch
@@ -14,7 +15,12 @@ from sbi_allinone.benchmarks import (
     run_benchmark,
     run_cell,
 )
-from sbi_allinone.benchmarks.runner import RESULTS_FILE, data_seed
+from sbi_allinone.benchmarks.runner import (
+    COLUMNS,
+    RESULTS_FILE,
+    completed_cells,
+    data_seed,
+)
 
 from .helpers import FAST, register_test_methods
 
@@ -36,14 +42,19 @@ def test_run_cell_rows():
         assert row["train_time_s"] > 0 and row["sample_time_s"] > 0
 
 
-def test_c2st_separates_good_from_bad_posteriors(monkeypatch):
+@pytest.mark.parametrize("classifier", ["rf", "mlp"])
+def test_c2st_separates_good_from_bad_posteriors(classifier):
     # The score must be able to fail: reference samples score ~0.5, prior samples ~1.
     from sbi_allinone.benchmarks.runner import _c2st
 
     task = get_task("two_moons")
     reference = task.get_reference_posterior_samples(1)
-    assert _c2st(reference[:1000], reference[5000:6000], "rf") < 0.56
-    assert _c2st(reference[:1000], task.prior.sample((1000,)), "rf") > 0.9
+    pairs = [
+        (reference[:1000], reference[5000:6000]),
+        (reference[:1000], task.prior.sample((1000,))),
+    ]
+    (same, _), (prior, _) = _c2st(pairs, classifier, "cpu")
+    assert same < 0.56 and prior > 0.9
 
 
 def test_data_are_shared_across_methods_and_seeded():
@@ -121,7 +132,7 @@ def test_bad_settings_and_names():
     with pytest.raises(ValueError, match="`budgets` must be at least 2"):
         make_cells(["two_moons"], ["npe"], [0], [1])
     with pytest.raises(
-        ValueError, match="`classifier` must be 'mlp', 'rf' or 'mlp,rf'"
+        ValueError, match="`classifier` must be one or several of mlp, mlp_sklearn, rf"
     ):
         RunSettings(classifier="svm")
     with pytest.raises(ValueError, match="`observations` must be numbers in 1..10"):
@@ -157,6 +168,7 @@ def test_two_classifiers_score_the_same_samples(tmp_path):
     rows = read_results(tmp_path)
     assert [r["classifier"] for r in rows] == ["mlp", "rf"]
     assert rows[0]["sample_time_s"] == rows[1]["sample_time_s"]  # one draw
+    assert rows[0]["c2st_time_s"] > 0 and rows[1]["c2st_time_s"] > 0
     # Done for both classifiers, and for each alone: nothing is re-run.
     for settings in (both, SETTINGS.__class__(observations=(1,), num_samples=300)):
         run_benchmark(cells, settings, tmp_path, show_progress_bars=False)
@@ -200,3 +212,68 @@ def test_rejection_that_times_out_is_filled_and_reported(accepted, inside):
         samples = _sample(leaky, torch.zeros(1, 2), SETTINGS, "cell")
     assert samples.shape == (300, 2)
     assert (samples[:inside] == 0).all() and (samples[inside:] == 5).all()
+
+
+def test_torch_mlp_scores_a_cells_observations_together():
+    from sbi_allinone.benchmarks.c2st import c2st
+    from sbi_allinone.benchmarks.runner import _c2st
+
+    reference = get_task("two_moons").get_reference_posterior_samples(1)[:400]
+    pairs = [
+        (reference, reference + 0.05 * torch.randn(400, 2)),
+        (reference, torch.full((400, 2), math.nan)),  # a broken posterior
+        (reference, reference[:, [1, 0]]),
+    ]
+    scores = _c2st(pairs, "mlp", "cpu")
+    assert math.isnan(scores[1][0])
+    # Each as if scored alone; the time is an equal share of one stack.
+    for i in (0, 2):
+        assert scores[i][0] == round(c2st(*pairs[i], seed=1), 4)
+    assert scores[0][1] == scores[2][1] > 0
+
+
+def test_sklearn_mlp_stays_available():
+    settings = RunSettings(observations=(1,), num_samples=300, classifier="mlp_sklearn")
+    (row,) = run_cell(Cell("two_moons", FAST, 150, 1), settings)
+    assert row["classifier"] == "mlp_sklearn" and 0.5 <= row["c2st"] <= 1.0
+
+
+def _legacy_file(folder):
+    """A results.csv as written before the torch C2ST: no c2st_time_s column, and
+    its "mlp" rows scored by sklearn."""
+    header = [c for c in COLUMNS if c != "c2st_time_s"]
+    values = {
+        "task": "two_moons", "method": "npe", "budget": 100, "seed": 1,
+        "observation": 1, "c2st": 0.8, "classifier": "mlp", "num_samples": 300,
+        "train_time_s": 1.0, "sample_time_s": 0.5, "epochs": 10,
+        "num_valid_simulations": 100, "sbi_version": "0.27.0",
+        "finished_at": "2026-11-30T10:00:00",
+    }  # fmt: skip
+    with (folder / RESULTS_FILE).open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        writer.writerow(values)
+
+
+def test_legacy_results_are_read_as_sklearn_and_migrated(tmp_path):
+    from sbi_allinone.benchmarks.runner import append_results
+
+    _legacy_file(tmp_path)
+    (old,) = read_results(tmp_path)
+    assert old["classifier"] == "mlp_sklearn" and math.isnan(old["c2st_time_s"])
+    # A legacy sklearn row does not count as done for the torch "mlp".
+    cell = Cell("two_moons", "npe", 100, 1)
+    mlp = RunSettings(observations=(1,), num_samples=300)
+    assert cell.key() not in completed_cells(tmp_path, mlp)
+    sklearn = RunSettings(observations=(1,), num_samples=300, classifier="mlp_sklearn")
+    assert cell.key() in completed_cells(tmp_path, sklearn)
+
+    new = {**old, "classifier": "mlp", "c2st": 0.7, "c2st_time_s": 2.0}
+    append_results(tmp_path, [new])
+    with (tmp_path / RESULTS_FILE).open() as f:
+        assert next(csv.reader(f)) == list(COLUMNS)
+    rows = read_results(tmp_path)
+    assert [(r["classifier"], r["c2st"]) for r in rows] == [
+        ("mlp_sklearn", 0.8),
+        ("mlp", 0.7),
+    ]
