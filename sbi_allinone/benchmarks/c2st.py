@@ -33,14 +33,14 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-__all__ = ["MLPSettings", "c2st", "c2st_batch"]
+__all__ = ["SBIBM_SETTINGS", "MLPSettings", "c2st", "c2st_batch"]
 
 
 @dataclass(frozen=True)
 class MLPSettings:
     """The classifier and its training, as scikit-learn's ``MLPClassifier`` defaults
     with sbi's C2ST arguments (``early_stopping=True, n_iter_no_change=50,
-    max_iter=1000``).
+    max_iter=1000``). :data:`SBIBM_SETTINGS` are sbibm's own (no early stopping).
 
     Args:
         width_per_dim: Hidden units per layer per data dimension (sbibm: 10).
@@ -48,10 +48,13 @@ class MLPSettings:
         batch_size: Training batch size (capped at the training-set size).
         l2_penalty: scikit-learn's ``alpha``: ``alpha/2·‖W‖²`` divided by the batch
             size is added to each batch's mean loss.
+        early_stopping: Stop on the accuracy of held-out rows and keep the best
+            state (sbi's C2ST); else stop on the training loss and keep the last
+            state (scikit-learn's default, sbibm's C2ST).
         validation_fraction: Share of each training fold held out for early
             stopping.
-        patience: Epochs without an improvement of the validation accuracy by more
-            than ``tol`` before training stops.
+        patience: Epochs without an improvement by more than ``tol`` (of the
+            validation accuracy, or of the training loss) before training stops.
         tol: Smallest improvement that counts.
         max_epochs: Upper bound on the number of epochs.
     """
@@ -60,10 +63,17 @@ class MLPSettings:
     learning_rate: float = 1e-3
     batch_size: int = 200
     l2_penalty: float = 1e-4
+    early_stopping: bool = True
     validation_fraction: float = 0.1
     patience: int = 50
     tol: float = 1e-4
     max_epochs: int = 1000
+
+
+# sbibm's C2ST (sbibm.metrics.c2st), which scored sbibm's published numbers:
+# scikit-learn's defaults with max_iter=10000, so no validation rows, and training
+# stops once the training loss has not improved by 1e-4 for 10 epochs.
+SBIBM_SETTINGS = MLPSettings(early_stopping=False, patience=10, max_epochs=10_000)
 
 
 def c2st(
@@ -208,7 +218,8 @@ def _fold_splits(
     for k, test in enumerate(folds):
         rest = torch.cat(folds[:k] + folds[k + 1 :])
         rest = rest[torch.randperm(len(rest), generator=generator)]
-        num_validation = math.ceil(settings.validation_fraction * len(rest))
+        share = settings.validation_fraction if settings.early_stopping else 0.0
+        num_validation = math.ceil(share * len(rest))
         splits.append(_Split(rest[num_validation:], rest[:num_validation], test))
     return splits
 
@@ -297,6 +308,29 @@ class _Classifiers:
         """
         return self.decay * l2
 
+    def loss(
+        self,
+        inputs: Tensor,
+        labels: Tensor,
+        row_weight: Tensor | float,
+        penalty: Tensor,
+    ) -> Tensor:
+        """A batch's mean loss times its size, per classifier ``(G,)``: the sum of
+        the cross-entropies plus ``½ Σ_j penalty_j·θ_j²`` times the batch size
+        (arguments as :meth:`gradients`). Costs a forward pass of its own; only
+        training without early stopping needs it."""
+        logits = self.forward(inputs)[-1]
+        errors = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, labels, reduction="none"
+        )
+        if isinstance(row_weight, Tensor):
+            errors = errors * (row_weight > 0)
+            size = (row_weight > 0).sum((1, 2))
+        else:
+            size = inputs.shape[1]
+        squares = (penalty * self.params.square()).sum(-1)
+        return errors.sum((1, 2)) + 0.5 * squares * size
+
     def gradients(
         self,
         inputs: Tensor,
@@ -383,7 +417,8 @@ def _fit(
         generators: Each pair's random numbers.
 
     Returns:
-        The network and each member's best parameters ``(G, P)``, pair by pair.
+        The network and each member's final parameters ``(G, P)``, pair by pair:
+        the best on the validation rows with early stopping, else the last.
     """
     dim = data.shape[1] - 1
     width = settings.width_per_dim * dim
@@ -414,16 +449,20 @@ def _fit(
     stall = torch.zeros(len(splits), dtype=torch.long, device=data.device)
     for _ in range(settings.max_epochs):
         net = _Classifiers(members.params, dim, width)
-        _epoch(net, members, data, labels, settings, generators)
+        loss = _epoch(net, members, data, labels, settings, generators)
         i = members.index
-        score = _accuracy(
-            net,
-            members.validation_inputs,
-            members.validation_labels,
-            members.validation_mask,
-        )
-        improved = score > best_score[i]
-        best[i[improved]] = members.params[improved]
+        if settings.early_stopping:
+            score = _accuracy(
+                net,
+                members.validation_inputs,
+                members.validation_labels,
+                members.validation_mask,
+            )
+            improved = score > best_score[i]
+            best[i[improved]] = members.params[improved]
+        else:  # higher is better, as for accuracy; the last state is kept
+            score = -loss
+            best[i] = members.params
         # scikit-learn counts an epoch as stalled unless it beats the best by tol.
         stall[i] = torch.where(score < best_score[i] + settings.tol, stall[i] + 1, 0)
         best_score[i] = torch.maximum(score, best_score[i])
@@ -442,8 +481,14 @@ def _epoch(
     labels: Tensor,
     settings: MLPSettings,
     generators: list[torch.Generator],
-) -> None:
-    """One pass of Adam over each member's training rows in a fresh random order."""
+) -> Tensor | None:
+    """One pass of Adam over each member's training rows in a fresh random order.
+
+    Returns:
+        Without early stopping, each member's training loss over the pass ``(G,)``,
+        as scikit-learn computes it (each batch's mean loss before its step,
+        weighted by the batch's size); else ``None``.
+    """
     count, length = members.train.shape
     positions = torch.arange(length, device=data.device)
     keys = torch.full((count, length), 2.0)
@@ -462,6 +507,7 @@ def _epoch(
     shortest = int(members.train_size.min())
     size = min(settings.batch_size, shortest)
     full_penalty = net.penalty(settings.l2_penalty / size)
+    total = None if settings.early_stopping else torch.zeros_like(members.steps)
     for first in range(0, length, size):
         rows = slice(first, first + size)
         if first + size <= shortest:
@@ -473,10 +519,13 @@ def _epoch(
             penalty = net.penalty(settings.l2_penalty / counts)
             # A member with no rows left sits this step out.
             active = None if bool(valid[:, 0].all()) else valid[:, 0]
+        if total is not None:
+            total += net.loss(inputs[:, rows], targets[:, rows], row_weight, penalty)
         gradients = net.gradients(
             inputs[:, rows], targets[:, rows], row_weight, penalty
         )
         _adam_step(members, gradients, settings.learning_rate, active)
+    return None if total is None else total / members.train_size
 
 
 def _adam_step(

@@ -57,9 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--classifier",
         default="mlp",
-        help="C2ST classifier: mlp (default: sbibm's MLP test, in torch), "
-        "mlp_sklearn (the same test by sbi's sklearn c2st, slower), rf (random "
-        "forest, the Simformer paper's), or several, e.g. mlp,rf (same samples)",
+        help="C2ST classifier: mlp (default: sbi's MLP test, in torch), "
+        "mlp_sklearn (the same test by sbi's sklearn c2st, slower), mlp_sbibm "
+        "(sbibm's own MLP test, without early stopping: the metric of sbibm's "
+        "published numbers; slower), rf (random forest, the Simformer paper's), or "
+        "several, e.g. mlp,rf (same samples)",
     )
     bench.add_argument(
         "--device", default="cpu", help="device of the mlp C2ST (cpu, cuda, ...)"

@@ -33,7 +33,7 @@ __all__ = [
 # The default baseline: the first of these the results hold.
 BASELINES = ("npe_sbibm", "npe")
 # The published numbers were scored by sbibm's MLP C2ST.
-_MLP = ("mlp", "mlp_sklearn")
+_MLP = ("mlp", "mlp_sbibm", "mlp_sklearn")
 # Published rows agree with ours if the means differ by at most this, or by at most
 # the published standard deviation over observations.
 AGREEMENT = 0.03

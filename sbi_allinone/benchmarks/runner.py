@@ -38,7 +38,7 @@ from sbi.utils.metrics import c2st as sklearn_c2st
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from sbi_allinone.benchmarks.c2st import c2st_batch
+from sbi_allinone.benchmarks.c2st import SBIBM_SETTINGS, MLPSettings, c2st_batch
 from sbi_allinone.benchmarks.methods import Method, get_method
 from sbi_allinone.benchmarks.tasks import Task, check_task_name, get_task
 
@@ -60,9 +60,11 @@ __all__ = [
 
 RESULTS_FILE = "results.csv"
 TARGETS = ("posterior", "likelihood")
-# "mlp": sbibm's MLP test in torch (sbi_allinone.benchmarks.c2st); "mlp_sklearn": the
-# same test by sbi's sklearn C2ST; "rf": sbi's random forest (the Simformer paper's).
-CLASSIFIERS = ("mlp", "mlp_sklearn", "rf")
+# "mlp": sbi's MLP test (sbibm's network, early stopping) in torch
+# (sbi_allinone.benchmarks.c2st); "mlp_sklearn": the same test by sbi's sklearn C2ST;
+# "mlp_sbibm": sbibm's own MLP test (no early stopping) in torch, the metric of
+# sbibm's published numbers; "rf": sbi's random forest (the Simformer paper's).
+CLASSIFIERS = ("mlp", "mlp_sklearn", "mlp_sbibm", "rf")
 _FILES = {"posterior": RESULTS_FILE, "likelihood": "likelihood.csv"}
 
 
@@ -112,11 +114,14 @@ class RunSettings:
     Args:
         observations: sbibm observation numbers (1–10) to evaluate on.
         num_samples: Posterior samples per observation (sbibm uses 10 000).
-        classifier: C2ST classifier: ``"mlp"`` (sbibm's test, in torch:
-            :mod:`sbi_allinone.benchmarks.c2st`), ``"mlp_sklearn"`` (the same test
-            by sbi's sklearn ``c2st``, slower), ``"rf"`` (random forest, the
-            Simformer paper's), or several, comma-separated (``"mlp,rf"``): the
-            same samples are then scored by each, one row per classifier.
+        classifier: C2ST classifier: ``"mlp"`` (sbi's MLP test, sbibm's network
+            with early stopping, in torch: :mod:`sbi_allinone.benchmarks.c2st`),
+            ``"mlp_sklearn"`` (the same test by sbi's sklearn ``c2st``, slower),
+            ``"mlp_sbibm"`` (sbibm's own test, without early stopping, in torch:
+            the metric of sbibm's published numbers, slower), ``"rf"`` (random
+            forest, the Simformer paper's), or several, comma-separated
+            (``"mlp,rf"``): the same samples are then scored by each, one row per
+            classifier.
         threads: Torch threads per cell; ``None`` leaves torch's default.
         show_progress_bars: Show training progress bars inside cells.
         target: ``"posterior"`` (C2ST against reference posterior samples) or
@@ -344,13 +349,16 @@ def _condition_and_reference(
     return theta, simulations[torch.isfinite(simulations).all(dim=1)]
 
 
+_TORCH_MLP = {"mlp": MLPSettings(), "mlp_sbibm": SBIBM_SETTINGS}
+
+
 def _c2st(
     pairs: list[tuple[torch.Tensor, torch.Tensor]], classifier: str, device: str
 ) -> list[tuple[float, float]]:
     """C2ST and seconds spent scoring, per ``(reference, samples)`` pair.
 
-    The torch ``"mlp"`` scores all pairs together (one stack of classifiers); each
-    pair's seconds are then an equal share. NaN or infinite samples score NaN.
+    The torch MLPs score all pairs together (one stack of classifiers); each pair's
+    seconds are then an equal share. NaN or infinite samples score NaN.
     """
     trimmed = {}
     for i, (reference, samples) in enumerate(pairs):
@@ -359,9 +367,14 @@ def _c2st(
             n = min(len(reference), len(samples))
             trimmed[i] = (reference[:n], samples[:n])
     scores = dict.fromkeys(range(len(pairs)), (math.nan, 0.0))
-    if classifier == "mlp" and trimmed:
+    if classifier in _TORCH_MLP and trimmed:
         start = time.perf_counter()
-        values = c2st_batch(list(trimmed.values()), seed=1, device=device)
+        values = c2st_batch(
+            list(trimmed.values()),
+            seed=1,
+            device=device,
+            settings=_TORCH_MLP[classifier],
+        )
         share = (time.perf_counter() - start) / len(trimmed)
         scores.update(
             {i: (round(v, 4), share) for i, v in zip(trimmed, values, strict=True)}

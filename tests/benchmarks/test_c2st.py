@@ -7,6 +7,7 @@ import torch
 from sbi.utils.metrics import c2st as sklearn_c2st
 
 from sbi_allinone.benchmarks.c2st import (
+    SBIBM_SETTINGS,
     MLPSettings,
     _adam_step,
     _Classifiers,
@@ -121,6 +122,36 @@ def test_agrees_with_sbis_sklearn_mlp():
     ours = c2st(X, Y)
     theirs = float(sklearn_c2st(X, Y, classifier="mlp"))
     assert abs(ours - theirs) < 0.02, (ours, theirs)
+
+
+def test_sbibm_variant_agrees_with_sklearn_without_early_stopping():
+    # sbibm.metrics.c2st: scikit-learn's defaults and max_iter=10000.
+    X = torch.randn(2000, 2)
+    Y = torch.randn(2000, 2) * torch.tensor([1.0, 1.4]) + torch.tensor([0.3, 0.0])
+    sbibm_kwargs = {
+        "activation": "relu", "hidden_layer_sizes": (20, 20), "max_iter": 10000,
+        "solver": "adam",
+    }  # fmt: skip
+    theirs = float(sklearn_c2st(X, Y, classifier="mlp", classifier_kwargs=sbibm_kwargs))
+    assert abs(c2st(X, Y, settings=SBIBM_SETTINGS) - theirs) < 0.02
+
+
+def test_loss_is_sklearns_batch_loss_times_size():
+    count, batch, dim, width = 2, 6, 3, 4
+    generator = torch.Generator().manual_seed(0)
+    params = _Classifiers.initial(count, dim, width, generator, "cpu").double()
+    net = _Classifiers(params, dim, width)
+    inputs = torch.cat(
+        [torch.randn(count, batch, dim), torch.ones(count, batch, 1)], -1
+    ).double()
+    labels = (torch.rand(count, batch, 1) > 0.5).double()
+    alpha = 1e-2
+    loss = net.loss(inputs, labels, 1.0 / batch, net.penalty(alpha / batch))
+    p = torch.sigmoid(_manual_network(params, inputs, dim, width))
+    cross_entropy = -(labels * p.log() + (1 - labels) * (1 - p).log()).mean((1, 2))
+    squares = (params * net.decay).square().sum(1)
+    expected = (cross_entropy + 0.5 * alpha * squares / batch) * batch
+    assert torch.allclose(loss, expected, atol=1e-12)
 
 
 def test_settings_change_the_test():

@@ -35,7 +35,7 @@ def test_errors_have_exit_code_2(tmp_path, capsys):
     assert "Unknown method 'nope'" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["bench", "--classifier", "svm", "--out", str(tmp_path)]) == 2
-    assert "mlp, mlp_sklearn, rf" in capsys.readouterr().err
+    assert "mlp, mlp_sklearn, mlp_sbibm, rf" in capsys.readouterr().err
 
 
 def test_report_published(tmp_path, capsys):

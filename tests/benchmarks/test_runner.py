@@ -132,7 +132,8 @@ def test_bad_settings_and_names():
     with pytest.raises(ValueError, match="`budgets` must be at least 2"):
         make_cells(["two_moons"], ["npe"], [0], [1])
     with pytest.raises(
-        ValueError, match="`classifier` must be one or several of mlp, mlp_sklearn, rf"
+        ValueError,
+        match="`classifier` must be one or several of mlp, mlp_sklearn, mlp_sbibm",
     ):
         RunSettings(classifier="svm")
     with pytest.raises(ValueError, match="`observations` must be numbers in 1..10"):
