@@ -83,8 +83,10 @@ def run_on_dask(
             key=f"cell-{cell.task}-{cell.method}-{cell.budget}-{cell.seed}-"
             f"{uuid.uuid4().hex[:8]}",
             pure=False,
+            # In the given order (small budgets first), as the local runner does.
+            priority=len(cells) - position,
         ): cell
-        for cell in cells
+        for position, cell in enumerate(cells)
     }  # fmt: skip
     failures: list[tuple[Cell, BaseException]] = []
     try:
