@@ -6,15 +6,14 @@ seed depends on task, budget and seed only), trains the method, draws
 with C2ST against sbibm's reference samples. With ``target="likelihood"`` it scores
 the method's likelihood instead: samples of ``p(x | theta)`` at each observation's
 true parameters against fresh simulations there (methods that provide a likelihood
-only, e.g. the Simformer). :func:`run_cell` is a plain, picklable
-function of plain arguments, so cells can be handed to any executor::
+only, e.g. the Simformer). The C2ST of all of a cell's observations is computed
+together (:func:`sbi_allinone.benchmarks.c2st.c2st_batch`).
 
-    from dask.distributed import Client            # or: ray.remote(run_cell)
-    futures = Client().map(lambda c: run_cell(c, settings), cells)
-
-:func:`run_benchmark` runs cells locally (optionally in ``jobs`` processes) and
-appends each finished cell's rows to a tidy CSV file, so an interrupted sweep
-resumes where it stopped and never loses finished cells.
+:func:`run_benchmark` runs cells here (optionally in ``jobs`` processes) or on a Dask
+cluster (``scheduler=``, :mod:`sbi_allinone.benchmarks.cluster`) and appends each
+finished cell's rows to a tidy CSV file, so an interrupted sweep resumes where it
+stopped and never loses finished cells. :func:`run_cell` is a plain, picklable
+function of plain arguments, so cells can also be handed to any other executor.
 """
 
 from __future__ import annotations
@@ -132,8 +131,8 @@ class RunSettings:
             ``DirectPosterior``). A posterior whose mass lies mostly outside the
             prior would otherwise never finish; what is missing then is filled with
             samples drawn without rejection, and a warning says how many.
-        device: Device of the ``"mlp"`` C2ST (training stays where the method
-            puts it).
+        device: Device of the torch C2ST (``"mlp"``, ``"mlp_sbibm"``); training
+            stays where the method puts it.
     """
 
     observations: tuple[int, ...] = tuple(range(1, 11))
