@@ -1,10 +1,9 @@
 """The torch C2ST (``sbi_allinone.benchmarks.c2st``) against sbi's sklearn MLP C2ST.
 
 Both score the same pairs of 10 000 against 10 000 samples, each with seeds 1 and 2
-(the seed draws the folds, the classifiers' initial weights and their batches), one
-after the other in one process (so both see the same machine load), and the time of
-each is recorded. Comparing sklearn's two seeds gives the test's own seed-to-seed
-spread: the floor for any comparison of two single runs. The pairs span C2ST 0.5 to
+(the seed draws the folds, the classifiers' initial weights and their batches).
+Comparing sklearn's two seeds gives the test's own seed-to-seed spread: the floor
+for any comparison of two single runs. The pairs span C2ST 0.5 to
 1.0 on six tasks of dimension 2 to 10: sbibm's reference posterior samples of
 observation 1 against
 
@@ -15,14 +14,15 @@ observation 1 against
   deviation, and the prior (scores near 1);
 
 plus pairs drawn from one distribution: two independent sets of NPE (MAF) samples.
-Each task's pairs are then scored again all at once with ``c2st_batch``, as the
-runner scores a cell's observations, to time that mode.
+Times are in ``c2st_speed.py``, measured on a quiet machine.
 
     cd docs/benchmarks
     python c2st_validation.py            # resumes; writes c2st_validation.md/.png
 
 Samples and scores are cached in ``results/c2st_validation/`` (from the project
-root), so an interrupted run resumes where it stopped.
+root), so an interrupted run resumes where it stopped; each scorer's rows are in a
+file of their own (``sklearn.csv``, ``torch.csv``), so that the torch C2ST can be
+re-scored after a change of its code without repeating the slow sklearn runs.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 from sbi.utils.metrics import c2st as sklearn_c2st
 
 from sbi_allinone.benchmarks import Cell, cell_simulations, get_method, get_task
-from sbi_allinone.benchmarks.c2st import c2st, c2st_batch
+from sbi_allinone.benchmarks.c2st import c2st
 
 TASKS = (
     "two_moons",
@@ -57,14 +57,8 @@ TRAINED = (
 NUM_SAMPLES = 10_000
 HERE = Path(__file__).parent
 CACHE = HERE.parent.parent / "results" / "c2st_validation"
-SCORES = CACHE / "scores.csv"
 SEEDS = (1, 2)
 SCORERS = ("sklearn", "torch")
-COLUMNS = (
-    "task", "dim", "kind",
-    *(f"{scorer}_{seed}" for seed in SEEDS for scorer in SCORERS),
-    *(f"{scorer}_{seed}_s" for seed in SEEDS for scorer in SCORERS),
-)  # fmt: skip
 
 
 def _log(*parts) -> None:
@@ -105,75 +99,74 @@ def pairs_of(task_name: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return pairs
 
 
-def done() -> set[tuple[str, str]]:
-    if not SCORES.exists():
-        return set()
-    with SCORES.open() as f:
-        return {(row["task"], row["kind"]) for row in csv.DictReader(f)}
+def _scores_file(scorer: str) -> Path:
+    return CACHE / f"{scorer}.csv"
+
+
+def _read(scorer: str) -> dict[tuple[str, str], dict]:
+    path = _scores_file(scorer)
+    if not path.exists():
+        return {}
+    with path.open() as f:
+        return {(row["task"], row["kind"]): row for row in csv.DictReader(f)}
 
 
 def score_all() -> None:
-    """Score every pair with both implementations; append rows as they finish."""
+    """Score every pair with both implementations and both seeds; each scorer's
+    rows are cached in its own file (delete ``torch.csv`` to re-score with changed
+    code: the sklearn rows, the slow part, stay)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    finished = done()
+    columns = ["task", "dim", "kind"]
+    columns += [f"seed_{seed}{suffix}" for seed in SEEDS for suffix in ("", "_s")]
     for task_name in TASKS:
         for kind, (X, Y) in pairs_of(task_name).items():
-            if (task_name, kind) in finished:
-                continue
-            row = {"task": task_name, "dim": X.shape[1], "kind": kind}
-            for seed in SEEDS:
-                for scorer in SCORERS:
+            for scorer in SCORERS:
+                if (task_name, kind) in _read(scorer):
+                    continue
+                row = {"task": task_name, "dim": X.shape[1], "kind": kind}
+                for seed in SEEDS:
                     start = time.perf_counter()
                     if scorer == "sklearn":
                         value = float(sklearn_c2st(X, Y, seed=seed, classifier="mlp"))
                     else:
                         value = c2st(X, Y, seed=seed)
-                    row[f"{scorer}_{seed}"] = round(value, 5)
-                    row[f"{scorer}_{seed}_s"] = round(time.perf_counter() - start, 2)
-            _log(row)
-            new = not SCORES.exists()
-            with SCORES.open("a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=COLUMNS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
-
-
-def batched_times() -> dict[str, tuple[int, float]]:
-    """Per task: number of pairs and seconds to score them all with ``c2st_batch``."""
-    path = CACHE / "batched.csv"
-    times = {}
-    if path.exists():
-        with path.open() as f:
-            times = {
-                r["task"]: (int(r["pairs"]), float(r["s"])) for r in csv.DictReader(f)
-            }
-    for task_name in TASKS:
-        if task_name in times:
-            continue
-        pairs = list(pairs_of(task_name).values())
-        start = time.perf_counter()
-        c2st_batch(pairs, seed=1)
-        times[task_name] = (len(pairs), time.perf_counter() - start)
-        _log(task_name, "batched", times[task_name])
-        with path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(("task", "pairs", "s"))
-            writer.writerows((t, n, round(s, 2)) for t, (n, s) in times.items())
-    return times
+                    row[f"seed_{seed}"] = round(value, 5)
+                    row[f"seed_{seed}_s"] = round(time.perf_counter() - start, 2)
+                _log(scorer, row)
+                path = _scores_file(scorer)
+                new = not path.exists()
+                with path.open("a", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=columns)
+                    if new:
+                        writer.writeheader()
+                    writer.writerow(row)
 
 
 def _mad(a: list[float], b: list[float]) -> float:
     return statistics.fmean(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
-def write_report(batched: dict[str, tuple[int, float]]) -> None:
-    with SCORES.open() as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        for key in COLUMNS[3:]:
-            row[key] = float(row[key])
-    column = {key: [r[key] for r in rows] for key in COLUMNS[3:]}
+def merged_rows() -> list[dict]:
+    """One row per pair scored by both: ``sklearn_1``, ``torch_2``, ... ."""
+    theirs, ours = _read("sklearn"), _read("torch")
+    rows = []
+    for key in theirs.keys() & ours.keys():
+        row = {"task": key[0], "kind": key[1], "dim": int(theirs[key]["dim"])}
+        for scorer, scores in (("sklearn", theirs[key]), ("torch", ours[key])):
+            for seed in SEEDS:
+                row[f"{scorer}_{seed}"] = float(scores[f"seed_{seed}"])
+        rows.append(row)
+    order = {task: i for i, task in enumerate(TASKS)}
+    return sorted(rows, key=lambda r: (order[r["task"]], r["kind"]))
+
+
+def write_report() -> None:
+    rows = merged_rows()
+    column = {
+        f"{s}_{seed}": [r[f"{s}_{seed}"] for r in rows]
+        for s in SCORERS
+        for seed in SEEDS
+    }
     ours, theirs = column["torch_1"], column["sklearn_1"]
     diffs = [a - b for a, b in zip(ours, theirs, strict=True)]
     mean_of = {
@@ -186,6 +179,7 @@ def write_report(batched: dict[str, tuple[int, float]]) -> None:
         a - b for a, b in zip(mean_of["torch"], mean_of["sklearn"], strict=True)
     ]
     sem = statistics.stdev(averaged) / len(averaged) ** 0.5
+    seed_noise = [b - a for a, b in zip(theirs, column["sklearn_2"], strict=True)]
     lines = [
         "# Torch C2ST against sbi's sklearn MLP C2ST",
         "",
@@ -201,60 +195,25 @@ def write_report(batched: dict[str, tuple[int, float]]) -> None:
         "|---|---|---|",
         "| torch seed 1 − sklearn seed 1 (as the runner scores) | "
         f"{_mad(ours, theirs):.4f} | {statistics.fmean(diffs):+.4f} |",
-        f"| sklearn seed 2 − sklearn seed 1 (the test's own seed noise) | "
+        "| sklearn seed 2 − sklearn seed 1 (the test's own seed noise) | "
         f"{_mad(column['sklearn_2'], theirs):.4f} | "
-        f"{statistics.fmean(column['sklearn_2']) - statistics.fmean(theirs):+.4f} |",
+        f"{statistics.fmean(seed_noise):+.4f} |",
         f"| torch seed 2 − torch seed 1 | {_mad(column['torch_2'], ours):.4f} | "
         f"{statistics.fmean(column['torch_2']) - statistics.fmean(ours):+.4f} |",
-        f"| torch − sklearn, each averaged over both seeds | "
+        "| torch − sklearn, each averaged over both seeds | "
         f"{statistics.fmean(abs(d) for d in averaged):.4f} | "
         f"{statistics.fmean(averaged):+.4f} ± {sem:.4f} (standard error) |",
         "",
-        f"Largest |torch − sklearn| at seed 1: {max(abs(d) for d in diffs):.4f}.",
+        f"Largest |torch − sklearn| at seed 1: {max(abs(d) for d in diffs):.4f}; "
+        f"largest |sklearn seed 2 − seed 1|: {max(abs(d) for d in seed_noise):.4f}.",
         "",
-        "Time, one pair at a time (both in the same process, one after the other; "
-        "sums over both seeds):",
-        "",
-        "| dim | pairs | sklearn s | torch s | sklearn / torch |",
-        "|---|---|---|---|---|",
-    ]
-
-    def seconds(group, scorer):
-        return sum(r[f"{scorer}_{seed}_s"] for r in group for seed in SEEDS)
-
-    for dim in sorted({int(r["dim"]) for r in rows}):
-        group = [r for r in rows if int(r["dim"]) == dim]
-        slow, fast = seconds(group, "sklearn"), seconds(group, "torch")
-        lines.append(
-            f"| {dim} | {len(group)} | {slow:.0f} | {fast:.0f} | {slow / fast:.1f} |"
-        )
-    lines += [
-        "",
-        "Time with each task's pairs scored together, seed 1 (`c2st_batch`, as the "
-        "runner scores a cell's observations), against sklearn's seed-1 time:",
-        "",
-        "| task | dim | pairs | sklearn s | torch batched s | sklearn / torch |",
-        "|---|---|---|---|---|---|",
-    ]
-    for task_name, (count, batch_seconds) in batched.items():
-        group = [r for r in rows if r["task"] == task_name]
-        slow = sum(r["sklearn_1_s"] for r in group)
-        lines.append(
-            f"| {task_name} | {int(group[0]['dim'])} | {count} | {slow:.0f} | "
-            f"{batch_seconds:.0f} | {slow / batch_seconds:.1f} |"
-        )
-    lines += [
-        "",
-        "| task | dim | pair | sklearn 1 | sklearn 2 | torch 1 | torch 2 | "
-        "sklearn s | torch s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | dim | pair | sklearn 1 | sklearn 2 | torch 1 | torch 2 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['task']} | {int(r['dim'])} | {r['kind']} | {r['sklearn_1']:.4f} | "
-            f"{r['sklearn_2']:.4f} | {r['torch_1']:.4f} | {r['torch_2']:.4f} | "
-            f"{r['sklearn_1_s'] + r['sklearn_2_s']:.0f} | "
-            f"{r['torch_1_s'] + r['torch_2_s']:.0f} |"
+            f"| {r['task']} | {r['dim']} | {r['kind']} | {r['sklearn_1']:.4f} | "
+            f"{r['sklearn_2']:.4f} | {r['torch_1']:.4f} | {r['torch_2']:.4f} |"
         )
     (HERE / "c2st_validation.md").write_text("\n".join(lines) + "\n")
     plot(rows, mean_of, averaged)
@@ -298,4 +257,4 @@ def plot(rows: list[dict], mean_of: dict, averaged: list[float]) -> None:
 if __name__ == "__main__":
     torch.set_num_threads(2)
     score_all()
-    write_report(batched_times())
+    write_report()

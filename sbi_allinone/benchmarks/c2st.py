@@ -391,7 +391,7 @@ class _Members:
     params: Tensor  # (G, P)
     first: Tensor  # Adam's moments, (G, P)
     second: Tensor
-    steps: Tensor  # Adam steps per member once uneven, (G,)
+    steps: Tensor  # Adam steps per member, (G,)
     train: Tensor  # (G, max rows)
     train_size: Tensor  # (G,)
     validation_inputs: Tensor  # (G, max rows, dim + 1), padded
@@ -399,14 +399,10 @@ class _Members:
     validation_mask: Tensor  # (G, max rows), false for padding
     index: Tensor  # each member's position among all members
     pair: Tensor  # the pair each member tests
-    clock: int = 0  # Adam steps of every member, until one sits out a step
-    uneven: bool = False  # whether one has: ``steps`` then counts per member
 
     def select(self, keep: Tensor) -> _Members:
         """The members where ``keep`` ``(G,)`` is true."""
-        tensors = {f.name: getattr(self, f.name) for f in fields(self)}
-        kept = {k: v[keep] if isinstance(v, Tensor) else v for k, v in tensors.items()}
-        return _Members(**kept)
+        return _Members(*(getattr(self, f.name)[keep] for f in fields(self)))
 
 
 def _padded(indices: list[Tensor], device) -> tuple[Tensor, Tensor]:
@@ -454,7 +450,7 @@ def _fit(
         params,
         torch.zeros_like(params),
         torch.zeros_like(params),
-        torch.zeros(len(splits), device=data.device),
+        torch.zeros(len(splits), dtype=torch.long, device=data.device),
         train,
         train_size,
         data[validation],
@@ -463,12 +459,18 @@ def _fit(
         torch.arange(len(splits), device=data.device),
         pair.to(data.device),
     )
+    batches = math.ceil(
+        int(train_size.max()) / min(settings.batch_size, int(train_size.min()))
+    )
+    step_sizes = _step_sizes(
+        settings.max_epochs * batches, settings.learning_rate, device=data.device
+    )
     best = params.clone()
     best_score = torch.full((len(splits),), -math.inf, device=data.device)
     stall = torch.zeros(len(splits), dtype=torch.long, device=data.device)
     for _ in range(settings.max_epochs):
         net = _Classifiers(members.params, dim, width)
-        loss = _epoch(net, members, data, labels, settings, generators)
+        loss = _epoch(net, members, data, labels, settings, generators, step_sizes)
         i = members.index
         if settings.early_stopping:
             score = _accuracy(
@@ -500,6 +502,7 @@ def _epoch(
     labels: Tensor,
     settings: MLPSettings,
     generators: list[torch.Generator],
+    step_sizes: Tensor,
 ) -> Tensor | None:
     """One pass of Adam over each member's training rows in a fresh random order.
 
@@ -543,44 +546,60 @@ def _epoch(
         gradients = net.gradients(
             inputs[:, rows], targets[:, rows], row_weight, penalty
         )
-        _adam_step(members, gradients, settings.learning_rate, active)
+        _adam_step(members, gradients, step_sizes, active)
     return None if total is None else total / members.train_size
 
 
 def _adam_step(
     members: _Members,
     gradients: Tensor,
-    learning_rate: float,
+    step_sizes: Tensor,
     active: Tensor | None,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
 ) -> None:
     """One Adam step (Kingma and Ba, 2015) in scikit-learn's form, for the members
-    where ``active`` is true (all if ``None``). torch's ``Adam`` cannot leave out part
-    of a tensor, which a member whose rows ran out before the last batch needs."""
+    where ``active`` is true (all if ``None``); torch's ``Adam`` cannot leave out part
+    of a tensor, which a member whose rows ran out before the last batch needs.
+
+    Args:
+        members: The classifiers, with their moments and step counts.
+        gradients: ``(G, P)``.
+        step_sizes: :func:`_step_sizes`.
+        active: ``(G,)`` booleans, or ``None``.
+        betas: Decay rates of the moments.
+        eps: Added to the root of the second moment.
+    """
     beta1, beta2 = betas
-    if active is None and not members.uneven:
-        # Every member has taken the same steps: the corrections are one number.
-        members.clock += 1
-        steps = members.clock
-        size = learning_rate * math.sqrt(1 - beta2**steps) / (1 - beta1**steps)
-        members.first.lerp_(gradients, 1 - beta1)
-        members.second.mul_(beta2).addcmul_(gradients, gradients, value=1 - beta2)
-        denominator = members.second.sqrt().add_(eps)
-        members.params.addcdiv_(members.first, denominator, value=-size)
-        return
-    if not members.uneven:
-        members.steps.fill_(members.clock)
-        members.uneven = True
     if active is None:
-        active = torch.ones_like(members.index, dtype=torch.bool)
-    on = active.to(members.params.dtype)[:, None]
-    members.steps += active
-    steps = members.steps[:, None]
-    size = learning_rate * (1 - beta2**steps).sqrt() / (1 - beta1**steps) * on
-    members.first.lerp_(gradients, (1 - beta1) * on)
-    members.second.lerp_(gradients.square(), (1 - beta2) * on)
-    members.params.sub_(size * members.first / members.second.sqrt().add_(eps))
+        members.steps += 1
+        mix1, mix2 = 1 - beta1, 1 - beta2
+        size = step_sizes[members.steps].unsqueeze(1)
+    else:
+        members.steps += active
+        on = active.unsqueeze(1).to(gradients.dtype)
+        mix1, mix2 = (1 - beta1) * on, (1 - beta2) * on
+        size = step_sizes[members.steps].unsqueeze(1) * on
+    # The same operations either way, so that a member's numbers do not depend on
+    # the members trained beside it.
+    members.first.lerp_(gradients, mix1)
+    members.second.lerp_(gradients.square(), mix2)
+    denominator = members.second.sqrt().add_(eps)
+    members.params.addcdiv_(members.first * size, denominator, value=-1)
+
+
+def _step_sizes(
+    steps: int,
+    learning_rate: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    device: str | torch.device = "cpu",
+) -> Tensor:
+    """Adam's step size after ``t`` steps, ``lr·√(1 − β2ᵗ)/(1 − β1ᵗ)`` (scikit-learn's
+    bias corrections), for ``t = 0, …, steps`` (entry 0 unused)."""
+    t = torch.arange(steps + 1, dtype=torch.float64).clamp(min=1)
+    beta1, beta2 = betas
+    sizes = learning_rate * (1 - beta2**t).sqrt() / (1 - beta1**t)
+    return sizes.to(device, torch.float32)
 
 
 def _accuracy(
