@@ -529,7 +529,7 @@ def _epoch(
     shortest = int(members.train_size.min())
     size = min(settings.batch_size, shortest)
     full_penalty = net.penalty(settings.l2_penalty / size)
-    total = None if settings.early_stopping else torch.zeros_like(members.steps)
+    total = None if settings.early_stopping else data.new_zeros(len(members.index))
     for first in range(0, length, size):
         rows = slice(first, first + size)
         if first + size <= shortest:
