@@ -250,7 +250,7 @@ def plot_c2st(
             by_task[s["task"]].append(s)
     paths = []
     for task, entries in by_task.items():
-        fig, ax = plt.subplots(figsize=(5.5, 4.0) if curves else (4.5, 3.5))
+        fig, ax = plt.subplots(figsize=(6.5, 3.8) if curves else (4.5, 3.5))
         for method in sorted({e["method"] for e in entries}):
             points = sorted(
                 (e["budget"], e["c2st_mean"], e["c2st_sd"])
@@ -258,7 +258,10 @@ def plot_c2st(
                 if e["method"] == method
             )
             budgets, means, sds = zip(*points, strict=True)
-            ax.errorbar(budgets, means, yerr=sds, marker="o", capsize=3, label=method)
+            ax.errorbar(
+                budgets, means, yerr=sds, marker="o", capsize=3, lw=2, label=method,
+                zorder=3,
+            )  # fmt: skip
         colors = plt.get_cmap("Dark2")
         for k, algorithm in enumerate(published):
             points = sorted(
@@ -270,8 +273,9 @@ def plot_c2st(
                 continue
             budgets, means, sds = zip(*points, strict=True)
             ax.errorbar(
-                budgets, means, yerr=sds, ls="--", lw=1, marker="x", capsize=2,
-                alpha=0.7, color=colors(k % 8), label=f"sbibm {algorithm}",
+                budgets, means, yerr=sds, ls="--", lw=0.8, marker="x", ms=4,
+                capsize=2, alpha=0.6, color=colors(k % 8),
+                label=f"sbibm {algorithm}",
             )  # fmt: skip
         ax.set_xscale("log")
         ax.set_ylim(0.45, 1.02)
@@ -279,7 +283,10 @@ def plot_c2st(
         ax.set_xlabel("number of simulations")
         ax.set_ylabel(f"C2ST ({entries[0]['classifier']})")
         ax.set_title(task if not prefix else f"{task} ({prefix.rstrip('_')})")
-        ax.legend(fontsize=7, ncol=2 if curves else 1)
+        if curves:  # many lines: the legend beside the plot
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        else:
+            ax.legend(fontsize=8)
         fig.tight_layout()
         path = Path(out_dir) / f"{prefix}c2st_{task}.png"
         fig.savefig(path, dpi=120)
