@@ -83,7 +83,7 @@ def run_on_dask(
             key=f"cell-{cell.task}-{cell.method}-{cell.budget}-{cell.seed}-"
             f"{uuid.uuid4().hex[:8]}",
             pure=False,
-            # In the given order (small budgets first), as the local runner does.
+            # Prefer the given order (small budgets first), as the local runner.
             priority=len(cells) - position,
         ): cell
         for position, cell in enumerate(cells)
