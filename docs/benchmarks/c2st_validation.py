@@ -31,6 +31,7 @@ import csv
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -164,14 +165,16 @@ def sbibm_variant() -> list[dict]:
         width = 10 * X.shape[1]
         kwargs = {**SBIBM_KWARGS, "hidden_layer_sizes": (width, width)}
         row = {"task": task_name, "dim": X.shape[1], "kind": kind}
-        for name, score in (
-            ("sklearn_sbibm", lambda: sklearn_c2st(
-                X, Y, seed=1, classifier="mlp", classifier_kwargs=kwargs)),
-            ("torch_sbibm", lambda: c2st(X, Y, seed=1, settings=SBIBM_SETTINGS)),
-            ("torch_sbi", lambda: c2st(X, Y, seed=1)),
-        ):  # fmt: skip
+        scorers = {
+            "sklearn_sbibm": partial(
+                sklearn_c2st, classifier="mlp", classifier_kwargs=kwargs
+            ),
+            "torch_sbibm": partial(c2st, settings=SBIBM_SETTINGS),
+            "torch_sbi": c2st,
+        }
+        for name, score in scorers.items():
             start = time.perf_counter()
-            row[name] = round(float(score()), 5)
+            row[name] = round(float(score(X, Y, seed=1)), 5)
             row[f"{name}_s"] = round(time.perf_counter() - start, 1)
         _log("sbibm variant", row)
         rows.append(row)
