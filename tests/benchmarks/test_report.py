@@ -118,5 +118,11 @@ def test_published_comparison_and_curves(tmp_path):
     slcp = next(line for line in table.splitlines() if "NPE 0.975" in line)
     assert "| -0.080 ± 0.000 | 10 | **no** |" in slcp
     assert (tmp_path / "c2st_two_moons.png").exists()
+    # On one observation: the published mean there, its spread over all ten.
+    one = write_report(tmp_path, observations=[1], published=("NPE",))
+    slcp = next(
+        line for line in one.splitlines() if "| slcp | 1000 | npe_sbibm (" in line
+    )
+    assert "NPE 0.988 ± 0.013 |" in slcp and "| 1 |" in slcp
     with pytest.raises(ValueError, match="Unknown published algorithms"):
         write_report(tmp_path, published=("NPX",))
