@@ -5,7 +5,8 @@ method posteriors of ``c2st_validation.py`` (NPE with MAF and NSF, FMPE at 1 000
 simulations, NPE at 100) against sbibm's reference, 10 000 against 10 000 samples,
 seed 1, each pair scored by sklearn and then by torch (so both see the same load),
 and then the task's pairs all at once by ``c2st_batch``, as the runner scores a
-cell's observations. Both use torch's and the BLAS's default threads (here, 2).
+cell's observations. Both use torch's and the BLAS's default threads (here, 2);
+torch is also timed on one thread.
 
     cd docs/benchmarks
     python c2st_validation.py   # first: it draws and caches the samples
@@ -48,8 +49,8 @@ def main() -> None:
         "samples, seed 1.",
         "",
         "| task | dim | pair | sklearn C2ST | torch C2ST | sklearn s | torch s | "
-        "sklearn / torch |",
-        "|---|---|---|---|---|---|---|---|",
+        "torch s, 1 thread | sklearn / torch |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     summary = []
     for task_name in TASKS:
@@ -59,10 +60,15 @@ def main() -> None:
             X, Y = pairs[kind]
             theirs, slow = _timed(sklearn_c2st, X, Y, seed=1, classifier="mlp")
             ours, fast = _timed(c2st, X, Y, seed=1)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            _, single = _timed(c2st, X, Y, seed=1)
+            torch.set_num_threads(threads)
             slow_total, fast_total = slow_total + slow, fast_total + fast
             lines.append(
                 f"| {task_name} | {X.shape[1]} | {kind} | {float(theirs):.4f} | "
-                f"{ours:.4f} | {slow:.1f} | {fast:.1f} | {slow / fast:.1f} |"
+                f"{ours:.4f} | {slow:.1f} | {fast:.1f} | {single:.1f} | "
+                f"{slow / fast:.1f} |"
             )
             print(lines[-1], flush=True)
         _, batched = _timed(c2st_batch, [pairs[k] for k in KINDS], seed=1)
