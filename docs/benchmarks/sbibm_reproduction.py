@@ -12,12 +12,12 @@ rows and ``sbi-allinone report --published`` compares them with the published NP
     python sbibm_reproduction.py ../../results/sbibm-protocol --budgets 1000 10000
     # sbibm's own C2ST (slow in 10 dimensions) on some cells:
     python sbibm_reproduction.py ../../results/sbibm-protocol --budgets 1000 \\
-        --tasks gaussian_linear --observations 1 2 3 --classifier mlp_sbibm
+        --tasks gaussian_linear --observations 1 2 3 --classifiers mlp_sbibm
     sbi-allinone report ../../results/sbibm-protocol --published NPE
 
-Training runs on one thread, so a cell trains to the same network each time; another
-classifier re-trains it rather than storing samples. Finished (task, budget,
-observation, classifier) rows are kept: a rerun resumes.
+Training runs on one thread, so a cell trains to the same network each time; a
+classifier added later re-trains it rather than storing samples. Finished (task,
+budget, observation, classifier) rows are kept: a rerun resumes.
 """
 
 from __future__ import annotations
@@ -43,28 +43,39 @@ def main(
     budgets: list[int],
     tasks: list[str],
     observations: list[int],
-    classifier: str,
+    classifiers: list[str],
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     done = {
-        (row["task"], row["budget"], row["observation"])
+        (row["task"], row["budget"], row["observation"], row["classifier"])
         for row in read_results(out)
-        if row["seed"] == row["observation"] and row["classifier"] == classifier
+        if row["seed"] == row["observation"]
     }
     for budget in budgets:
         for task in tasks:
             for observation in observations:
-                if (task, budget, observation) in done:
+                missing = [
+                    c for c in classifiers if (task, budget, observation, c) not in done
+                ]
+                if not missing:
                     continue
                 cell = Cell(task, "npe_sbibm", budget, seed=observation)
                 settings = RunSettings(
-                    observations=(observation,), threads=1, classifier=classifier
+                    observations=(observation,),
+                    threads=1,
+                    classifier=",".join(missing),
                 )
                 rows = run_cell(cell, settings)
                 append_results(out, rows)
-                print(
-                    task, budget, observation, classifier, rows[0]["c2st"], flush=True
-                )
+                for row in rows:
+                    print(
+                        task,
+                        budget,
+                        observation,
+                        row["classifier"],
+                        row["c2st"],
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":
@@ -73,6 +84,6 @@ if __name__ == "__main__":
     parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--observations", type=int, nargs="+", default=range(1, 11))
-    parser.add_argument("--classifier", default="mlp")
+    parser.add_argument("--classifiers", nargs="+", default=["mlp"])
     args = parser.parse_args()
-    main(args.out, args.budgets, args.tasks, list(args.observations), args.classifier)
+    main(args.out, args.budgets, args.tasks, list(args.observations), args.classifiers)
