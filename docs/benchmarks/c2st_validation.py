@@ -265,7 +265,10 @@ def write_report(variant: list[dict]) -> None:
         "sbibm scored its published numbers without early stopping (scikit-learn's "
         "defaults, `max_iter=10000`: training stops when the training loss has not "
         f"improved by 1e-4 for 10 epochs). {SBIBM_SAMPLES} against {SBIBM_SAMPLES} "
-        "samples of the first pairs above, seed 1, seconds in brackets:",
+        "samples of the first pairs above, seed 1, seconds in brackets (measured "
+        "beside other benchmark processes: see `c2st_speed.md` for times). In ten "
+        "dimensions sbibm's classifier, trained until its training loss stalls, "
+        "overfits and reads lower than sbi's early-stopped one:",
         "",
         "| task | dim | pair | sklearn, sbibm's | torch, sbibm's | torch, sbi's |",
         "|---|---|---|---|---|---|",
