@@ -159,15 +159,17 @@ def c2st_batch(
 
 @contextmanager
 def _threads_for(width: int):
-    """One torch thread for small networks (restored afterwards), else the caller's.
+    """One torch thread for networks up to 100 hidden units (restored afterwards),
+    else the caller's.
 
-    Below about 32 hidden units a second thread buys nothing on the CPU (measured
-    with two dimensions: 10.1 s against 10.2 s), and where other processes load
-    the cores, its synchronization at every tiny operation cost 8× (147 s against
-    19 s).
+    Up to 10 dimensions a second thread buys nothing on the CPU: on a quiet machine
+    (``docs/benchmarks/c2st_speed.md``) one thread took 9.0 s against 13.5 s in 5
+    dimensions and 27.4 s against 29.9 s over four pairs in 10; where other
+    processes load the cores, the second thread's synchronization at every small
+    operation cost 8× (147 s against 19 s in 2 dimensions).
     """
     before = torch.get_num_threads()
-    if width <= 32:
+    if width <= 100:
         torch.set_num_threads(1)
     try:
         yield
