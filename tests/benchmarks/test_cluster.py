@@ -78,11 +78,15 @@ def test_sweep_survives_a_killed_worker(tmp_path, monkeypatch):
 
 SWEEP = textwrap.dedent(
     """
+    import signal
     import sys
     from tests.benchmarks.helpers import register_test_methods
     from tests.benchmarks.test_cluster import SETTINGS, _cells
     from sbi_allinone.benchmarks import run_benchmark
 
+    # A shell starts background jobs with SIGINT ignored, and Python keeps that;
+    # this client stands for one in a terminal, where Ctrl-C raises.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     register_test_methods()
     run_benchmark(_cells(), SETTINGS, sys.argv[1], jobs=2, scheduler="local",
                   show_progress_bars=False)
