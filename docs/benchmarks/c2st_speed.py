@@ -5,8 +5,10 @@ method posteriors of ``c2st_validation.py`` (NPE with MAF and NSF, FMPE at 1 000
 simulations, NPE at 100) against sbibm's reference, 10 000 against 10 000 samples,
 seed 1, each pair scored by sklearn and then by torch (so both see the same load),
 and then the task's pairs all at once by ``c2st_batch``, as the runner scores a
-cell's observations. Both use torch's and the BLAS's default threads (here, 2);
-torch is also timed on one thread.
+cell's observations. sklearn uses the BLAS's default threads (here, 2); torch is
+timed with the caller's threads at 2, and at 1. The torch C2ST itself drops to one
+thread up to 10 dimensions (100 hidden units), so there the two torch columns time
+the same thing; ``c2st_speed.md`` was measured before that choice, which it informed.
 
     cd docs/benchmarks
     python c2st_validation.py   # first: it draws and caches the samples

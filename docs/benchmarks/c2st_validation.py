@@ -145,8 +145,11 @@ def score_all() -> None:
 
 # sbibm.metrics.c2st's classifier: scikit-learn's defaults with max_iter=10000.
 SBIBM_KWARGS = {"activation": "relu", "max_iter": 10_000, "solver": "adam"}
-SBIBM_PAIRS = (("two_moons", "npe_1000"), ("slcp", "npe_1000"))
-SBIBM_PAIRS += (("gaussian_linear", "npe_1000"),)
+SBIBM_PAIRS = (
+    ("two_moons", "npe_1000"),
+    ("slcp", "npe_1000"),
+    ("gaussian_linear", "npe_1000"),
+)
 SBIBM_SAMPLES = 3000  # sklearn runs up to 10 000 epochs here
 
 
