@@ -13,12 +13,12 @@ denoising loss ``|(D(u + n, t) - u) / c_out|²`` with ``n ~ N(0, diag gamma(t))`
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
-from sbi_allinone.inflationary.averaging import weight_average
+from sbi_allinone.diffusion.averaging import weight_average
+from sbi_allinone.diffusion.embedding import FourierEmbedding
+from sbi_allinone.diffusion.preconditioning import edm_preconditioning
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 
 __all__ = ["DenoiserResNet", "PreconditionedDenoiser"]
@@ -49,9 +49,7 @@ class DenoiserResNet(nn.Module):
         time_features: int = 16,
     ) -> None:
         super().__init__()
-        self.register_buffer(
-            "frequencies", math.pi * 2.0 ** torch.arange(time_features // 2) / 2
-        )
+        self.time_embedding = FourierEmbedding(time_features, "geometric")
         width = hidden_features
         self.input = nn.Linear(dim + context_dim, width)
         self.time = nn.Sequential(nn.Linear(time_features, width), nn.SiLU())
@@ -63,8 +61,7 @@ class DenoiserResNet(nn.Module):
     def forward(self, x: Tensor, c_noise: Tensor, context: Tensor) -> Tensor:
         """``x`` ``(B, D)``, ``c_noise`` ``(B, 1)`` in ``[0, 1]``, ``context``
         ``(B, context_dim)`` -> ``(B, D)``."""
-        angles = c_noise * self.frequencies
-        time = self.time(torch.cat([angles.sin(), angles.cos()], dim=-1))
+        time = self.time(self.time_embedding(c_noise))
         hidden = self.input(torch.cat([x, context], dim=-1))
         for block in self.blocks:
             hidden = block(hidden, time)
@@ -121,14 +118,12 @@ class PreconditionedDenoiser(nn.Module):
             self.average.update_parameters(self.net)
 
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``c_in``, ``c_skip``, ``c_out``, each ``(B, D)``, at times ``(B, 1)``."""
-        eigenvalues, gamma = self.schedule.eigenvalues, self.schedule.gamma(t)
-        total = eigenvalues + gamma
-        return (
-            total.rsqrt(),
-            eigenvalues / total,
-            torch.sqrt(eigenvalues * gamma / total),
+        """``c_in``, ``c_skip``, ``c_out``, each ``(B, D)``, at times ``(B, 1)``:
+        EDM's with data variance ``lambda`` and noise variance ``gamma(t)``."""
+        c_skip, c_out, c_in, _ = edm_preconditioning(
+            self.schedule.gamma(t), self.schedule.eigenvalues
         )
+        return c_in, c_skip, c_out
 
     def forward(self, x: Tensor, t: Tensor, context: Tensor) -> Tensor:
         """Denoised ``(B, D)`` from noised ``x`` ``(B, D)`` at times ``(B, 1)``."""

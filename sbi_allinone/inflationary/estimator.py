@@ -47,7 +47,15 @@ import torch
 from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 from torch import Tensor, nn
 
-from sbi_allinone.inflationary.averaging import weight_average
+from sbi_allinone.diffusion.averaging import weight_average
+from sbi_allinone.diffusion.ode import (
+    gaussian_log_prob,
+    heun,
+    integrate_adaptive,
+    integrate_with_divergence,
+    rademacher,
+)
+from sbi_allinone.diffusion.validation import fixed_draws
 from sbi_allinone.inflationary.denoiser import PreconditionedDenoiser
 from sbi_allinone.npe_plugin import flatten_pairs
 
@@ -224,69 +232,35 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
 
     def _integrate(self, z: Tensor, context: Tensor, forward: bool) -> Tensor:
         """Integrate the pfODE from ``t_min`` to ``T`` (``forward``) or back."""
-        if self.solver == "adaptive":
-            from zuko.utils import odeint
 
+        def field(t: Tensor, z: Tensor) -> Tensor:
+            return self.drift(t, z, context)
+
+        if self.solver == "adaptive":
             t0, t1 = self.schedule.t_min, self.schedule.t_max
             if not forward:
                 t0, t1 = t1, t0
-            return odeint(
-                lambda t, state: self.drift(t, state, context),
-                z, t0, t1, phi=(), atol=self._absolute_tolerance(), rtol=self.rtol,
-            )  # fmt: skip
-        times = self._times(forward).to(z)
-        for t, t_next in zip(times[:-1], times[1:], strict=True):
-            h = t_next - t
-            slope = self.drift(t, z, context)
-            guess = z + h * slope
-            z = z + h / 2 * (slope + self.drift(t_next, guess, context))
-        return z
-
-    def _trace_drift(self, t: Tensor, z: Tensor, context: Tensor, probe: Tensor | None):
-        """``(dz/dt, tr(d drift / dz))``; exact or Hutchinson with ``probe``."""
-        with torch.enable_grad():
-            z = z.detach().requires_grad_(True)
-            f = self.drift(t, z, context)
-            if probe is not None:
-                (vjp,) = torch.autograd.grad(f, z, probe)
-                trace = (vjp * probe).sum(-1)
-            else:
-                trace = torch.zeros(z.shape[0], device=z.device)
-                for i in range(self.dim):
-                    (row,) = torch.autograd.grad(f[:, i].sum(), z, retain_graph=True)
-                    trace = trace + row[:, i]
-        return f.detach(), trace.detach()
+            return integrate_adaptive(
+                field, z, t0, t1, self._absolute_tolerance(), self.rtol
+            )
+        return heun(field, z, self._times(forward))
 
     def _integrate_with_trace(
         self, z: Tensor, context: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Forward integration of ``(z, int tr)``; Heun or adaptive."""
-        probe = None
-        if self.dim > self.exact_trace_max_dim:
-            probe = torch.randint(0, 2, z.shape, device=z.device).to(z) * 2 - 1
+        probe = rademacher(z) if self.dim > self.exact_trace_max_dim else None
+
+        def field(t: Tensor, z: Tensor) -> Tensor:
+            return self.drift(t, z, context)
+
         if self.solver == "adaptive":
-            from zuko.utils import odeint
-
-            def augmented(t: Tensor, z: Tensor, integral: Tensor):
-                return self._trace_drift(t, z, context, probe)
-
-            zero = torch.zeros(z.shape[0], device=z.device)
             schedule = self.schedule
-            z, integral = odeint(
-                augmented, (z, zero), schedule.t_min, schedule.t_max,
-                phi=(), atol=self._absolute_tolerance(), rtol=self.rtol,
+            adaptive = (
+                schedule.t_min, schedule.t_max, self._absolute_tolerance(), self.rtol
             )  # fmt: skip
-            return z, integral
-        integral = torch.zeros(z.shape[0], device=z.device)
-        times = self._times(forward=True).to(z)
-        for t, t_next in zip(times[:-1], times[1:], strict=True):
-            h = t_next - t
-            slope, trace = self._trace_drift(t, z, context, probe)
-            guess = z + h * slope
-            slope_next, trace_next = self._trace_drift(t_next, guess, context, probe)
-            z = z + h / 2 * (slope + slope_next)
-            integral = integral + h / 2 * (trace + trace_next)
-        return z, integral
+            return integrate_with_divergence(field, z, probe=probe, adaptive=adaptive)
+        return integrate_with_divergence(field, z, self._times(forward=True), probe)
 
     # -- the sbi interface -----------------------------------------------------------
 
@@ -295,12 +269,7 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
 
     def latent_log_prob(self, z: Tensor) -> Tensor:
         """``log N(z; 0, Sigma_T)`` ``(B,)`` of scaled latents ``z`` ``(B, D)``."""
-        variance = self.schedule.latent_variance().to(z)
-        return -0.5 * (
-            (z.square() / variance).sum(-1)
-            + variance.log().sum()
-            + self.dim * math.log(2 * math.pi)
-        )
+        return gaussian_log_prob(z, self.schedule.latent_variance().to(z))
 
     @torch.no_grad()
     def log_prob(self, input: Tensor, condition: Tensor, **kwargs) -> Tensor:
@@ -386,20 +355,7 @@ def _fixed_draws(
     theta: Tensor, x: Tensor, dim: int, draw: int = 0
 ) -> tuple[Tensor, Tensor]:
     """A uniform ``(B, 1)`` and standard normals ``(B, dim)`` that are fixed
-    functions of each row of ``(theta, x)`` and of ``draw``: a hash of the values
-    seeds them."""
+    functions of each row of ``(theta, x)`` and of ``draw``."""
     rows = torch.cat([theta.reshape(len(theta), -1), x.reshape(len(x), -1)], dim=-1)
-    keys = (rows.double() * 1e4).round().nan_to_num(0).long() % 1_000_003
-    weights = torch.arange(1, rows.shape[1] + 1, device=rows.device) * 7919
-    seeds = (keys * weights).sum(-1) % (2**31 - 1)
-    first = 1 + draw * (2 * dim + 1)
-    counters = torch.arange(
-        first, first + 2 * dim + 1, device=rows.device, dtype=torch.float64
-    )
-    # Weyl sequence: frac(seed * counter * golden ratio), uniform in (0, 1).
-    golden = (math.sqrt(5) - 1) / 2
-    uniforms = torch.frac(seeds.double().unsqueeze(-1) * counters * golden)
-    uniforms = uniforms.clamp(1e-6, 1 - 1e-6)
-    u1, u2 = uniforms[:, 1 : dim + 1], uniforms[:, dim + 1 :]
-    normals = torch.sqrt(-2 * u1.log()) * torch.cos(2 * math.pi * u2)
-    return uniforms[:, :1].to(theta), normals.to(theta)
+    uniforms, normals = fixed_draws(rows, 1, dim, draw)
+    return uniforms.to(theta), normals.to(theta)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["MASK_KINDS", "sample_condition_masks"]
+__all__ = ["MASK_KINDS", "condition_masks", "sample_condition_masks"]
 
 MASK_KINDS = ("joint", "posterior", "likelihood", "bernoulli_0.3", "bernoulli_0.7")
 
@@ -37,9 +37,25 @@ def sample_condition_masks(
         variable is conditioned on.
     """
     n = num_parameters + num_data
-    kind = torch.randint(len(MASK_KINDS), (batch_size, 1), generator=generator)
-    is_data = torch.arange(n) >= num_parameters
-    uniform = torch.rand(batch_size, n, generator=generator)
+    uniforms = torch.rand(batch_size, 1 + n, generator=generator)
+    return condition_masks(uniforms, num_parameters)
+
+
+def condition_masks(uniforms: Tensor, num_parameters: int) -> Tensor:
+    """The five-way mixture of condition masks as a function of uniforms.
+
+    Args:
+        uniforms: ``(batch, 1 + n)`` uniforms on ``[0, 1)``: the first picks the
+            kind of mask, the others the Bernoulli draws of each variable.
+        num_parameters: Number of parameter variables (first of the ``n``).
+
+    Returns:
+        Boolean masks ``(batch, n)``, ``True`` where the variable is conditioned on.
+    """
+    n = uniforms.shape[1] - 1
+    kind = (uniforms[:, :1] * len(MASK_KINDS)).long().clamp(max=len(MASK_KINDS) - 1)
+    is_data = torch.arange(n, device=uniforms.device) >= num_parameters
+    uniform = uniforms[:, 1:]
     masks = torch.where(kind == 1, is_data, False)
     masks = torch.where(kind == 2, ~is_data, masks)
     masks = torch.where(kind == 3, uniform < 0.3, masks)

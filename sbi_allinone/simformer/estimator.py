@@ -1,19 +1,27 @@
-r"""The Simformer's joint score estimator and its denoising score-matching loss.
+r"""The Simformer's joint denoiser and its denoising loss, on the EDM recipe.
 
-All variables :math:`v = [\theta, x]` are z-scored with training statistics and
-modelled jointly. For a training example with condition mask :math:`c` (``True`` =
-conditioned, kept clean) and missing-entry mask :math:`o` (``True`` = missing, NaN in
-the simulation), the loss is (Gloeckler et al. 2024, Eq. 4)
+All variables :math:`v = [\theta, x]` are z-scored with training statistics
+(:math:`\sigma_d = 1`) and modelled jointly. For a training example with condition
+mask :math:`c` (``True`` = conditioned, kept clean) and missing-entry mask :math:`o`
+(``True`` = missing, NaN in the simulation), latent entries are noised,
+:math:`v_\sigma = v_0 + \sigma\epsilon`, and the transformer's output is the ``F`` of
+EDM's preconditioned denoiser (:mod:`sbi_allinone.diffusion.preconditioning`):
 
 .. math::
-    \ell = \lambda(t) \sum_{i:\, c_i = 0,\, o_i = 0}
-        \big(s_\phi(v_t, t, c)_i + \epsilon_i / \sigma(t)\big)^2,
-    \quad v_{t,i} = m(t) v_{0,i} + \sigma(t)\epsilon_i \text{ for latent } i,
+    D(v_\sigma; \sigma, c) = c_{skip}(\sigma)\, v_\sigma
+        + c_{out}(\sigma)\, F\big(c_{in}(\sigma)\, v_\sigma \text{ (latent)},
+        v_0 \text{ (conditioned)}, c_{noise}(\sigma), c\big),
 
-with :math:`t \sim U[t_{min}, 1]`, :math:`\epsilon \sim \mathcal N(0, I)`. Missing
-entries are neither targets nor conditions: no token attends to them, so the model
-learns the distribution of the remaining variables, which is also how an observation
-with missing entries is conditioned on at inference.
+trained on :math:`w(\sigma) \sum_{i:\,c_i = 0,\,o_i = 0} \big(F_i - (v_{0,i} -
+c_{skip} v_{\sigma,i}) / c_{out}\big)^2` with :math:`\sigma` from the noise levels
+(:mod:`sbi_allinone.diffusion.noise`: EDM's log-normal, or the paper's VE / VP).
+The score is :math:`(D - v_\sigma)/\sigma^2` (Tweedie). Missing entries are neither
+targets nor conditions: no token attends to them, so the model learns the
+distribution of the remaining variables, which is also how an observation with
+missing entries is conditioned on at inference.
+
+With ``ema_decay``, a weight average of the transformer is kept and used in eval
+mode (validation, sampling, densities); training steps use the live weights.
 """
 
 from __future__ import annotations
@@ -23,14 +31,15 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from sbi_allinone.diffusion.averaging import weight_average
+from sbi_allinone.diffusion.noise import NoiseLevels
+from sbi_allinone.diffusion.preconditioning import edm_preconditioning
 from sbi_allinone.simformer.masks import check_dag, directed_mask, undirected_mask
 from sbi_allinone.simformer.network import SimformerNet
-from sbi_allinone.simformer.sde import SDE
 
 __all__ = ["SimformerEstimator", "check_attention"]
 
 MaskKind = Literal["dense", "undirected", "directed"]
-SIGMA_FLOOR = 1e-3
 
 
 def check_attention(attention: str, graph: Tensor | None) -> None:
@@ -45,32 +54,36 @@ def check_attention(attention: str, graph: Tensor | None) -> None:
 
 
 class SimformerEstimator(nn.Module):
-    """Score model of the joint of ``num_parameters`` parameters and ``num_data`` data.
+    """Denoiser of the joint of ``num_parameters`` parameters and the data.
 
     Args:
         net: The transformer (:class:`~.network.SimformerNet`) over all variables.
-        sde: Forward SDE.
+        noise: Training noise levels (their range also bounds the samplers).
         num_parameters: Number of parameter variables (first in every tensor).
         mean: Per-variable mean for z-scoring, ``(num_nodes,)``.
         std: Per-variable std for z-scoring, ``(num_nodes,)``.
         graph: Dependency DAG ``(num_nodes, num_nodes)`` (row = child), or ``None``.
         attention: ``"dense"``, ``"undirected"`` (moralized graph) or ``"directed"``
             (faithful inversion per condition mask); graph masks need ``graph``.
+        ema_decay: Decay per optimizer step of the weight average used in eval
+            mode, in ``[0, 1)``; ``None``: the live weights everywhere.
     """
 
     def __init__(
         self,
         net: SimformerNet,
-        sde: SDE,
+        noise: NoiseLevels,
         num_parameters: int,
         mean: Tensor,
         std: Tensor,
         graph: Tensor | None = None,
         attention: MaskKind = "dense",
+        ema_decay: float | None = 0.999,
     ) -> None:
         super().__init__()
         check_attention(attention, graph)
-        self.net, self.sde = net, sde
+        self.net, self.noise = net, noise
+        self.average = None if ema_decay is None else weight_average(net, ema_decay)
         self.num_nodes = net.num_nodes
         self.num_parameters = num_parameters
         self.attention = attention
@@ -81,6 +94,18 @@ class SimformerEstimator(nn.Module):
         undirected = None if graph is None else undirected_mask(graph)
         self.register_buffer("_undirected", undirected)
 
+    @property
+    def network(self) -> SimformerNet:
+        """The transformer as used now: the weight average in eval mode, if kept."""
+        if self.average is not None and not self.training:
+            return self.average.module
+        return self.net
+
+    def update_average(self) -> None:
+        """Move the weight average towards the live weights (one optimizer step)."""
+        if self.average is not None:
+            self.average.update_parameters(self.net)
+
     def standardize(self, values: Tensor) -> Tensor:
         """Z-score ``(..., num_nodes)`` values with the training statistics."""
         return (values - self.mean) / self.std
@@ -90,69 +115,96 @@ class SimformerEstimator(nn.Module):
         return values * self.std + self.mean
 
     def attention_mask(self, condition_mask: Tensor, missing: Tensor) -> Tensor | None:
-        """Per-example attention masks ``(batch, n, n)``, or ``None`` for dense.
+        """Attention masks, ``(n, n)`` when shared by the batch, else ``(batch, n, n)``;
+        ``None`` for dense attention without missing entries.
 
         Args:
             condition_mask: ``(batch, n)``, ``True`` = conditioned.
             missing: ``(batch, n)``, ``True`` = missing (nobody attends to it).
         """
-        batch, n = condition_mask.shape
+        n = condition_mask.shape[1]
+        any_missing = bool(missing.any())
         if self.attention == "directed":
             mask = directed_mask(self.graph, condition_mask)
         elif self.attention == "undirected":
-            mask = self._undirected.expand(batch, n, n)
-        elif missing.any():
-            mask = torch.ones(batch, n, n, dtype=torch.bool, device=missing.device)
+            mask = self._undirected
+        elif any_missing:
+            mask = torch.ones(n, n, dtype=torch.bool, device=missing.device)
         else:
             return None
+        if not any_missing:
+            return mask
         eye = torch.eye(n, dtype=torch.bool, device=condition_mask.device)
         return (mask & ~missing.unsqueeze(1)) | eye
 
-    def score(
+    def _output(
         self,
         values: Tensor,
-        t: Tensor,
+        sigma: Tensor,
+        condition_mask: Tensor,
+        missing: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``F``, ``c_skip`` and ``c_out`` for standardized ``values``."""
+        c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma**2)
+        inputs = torch.where(condition_mask, values, c_in * values)
+        inputs = torch.where(missing, 0.0, inputs)
+        mask = self.attention_mask(condition_mask, missing)
+        return self.network(inputs, c_noise, condition_mask, mask), c_skip, c_out
+
+    def denoise(
+        self,
+        values: Tensor,
+        sigma: Tensor,
         condition_mask: Tensor,
         missing: Tensor | None = None,
     ) -> Tensor:
-        """Score of the diffused joint in standardized coordinates.
+        """Denoised values :math:`D` in standardized coordinates.
 
         Args:
             values: ``(batch, n)`` standardized values: noisy latents, clean
                 conditions (missing entries: any finite value).
-            t: ``(batch, 1)`` diffusion times.
+            sigma: ``(batch, 1)`` noise levels of the latents.
             condition_mask: ``(batch, n)``, ``True`` = conditioned.
             missing: ``(batch, n)``, ``True`` = missing; default none.
 
         Returns:
-            ``(batch, n)`` score; entries of conditioned or missing variables are
-            not meaningful.
+            ``(batch, n)``: the denoised latents; conditioned and missing entries
+            as given.
         """
         if missing is None:
             missing = torch.zeros_like(condition_mask)
-        mask = self.attention_mask(condition_mask, missing)
-        # EDM-style input scaling: diffused standardized latents have variance
-        # m^2 + sigma^2 (up to 226 for VE); the network sees them at unit scale.
-        scale = torch.sqrt(self.sde.mean_factor(t) ** 2 + self.sde.std(t) ** 2)
-        values = torch.where(condition_mask, values, values / scale)
-        out = self.net(values, t, condition_mask, mask)
-        return out / self.sde.std(t).clamp(min=SIGMA_FLOOR)
+        out, c_skip, c_out = self._output(values, sigma, condition_mask, missing)
+        latent = ~(condition_mask | missing)
+        return torch.where(latent, c_skip * values + c_out * out, values)
+
+    def score(
+        self,
+        values: Tensor,
+        sigma: Tensor,
+        condition_mask: Tensor,
+        missing: Tensor | None = None,
+    ) -> Tensor:
+        """Score :math:`(D - v)/\\sigma^2` of the noised joint (arguments as
+        :meth:`denoise`); zero on conditioned and missing entries."""
+        return (
+            self.denoise(values, sigma, condition_mask, missing) - values
+        ) / sigma**2
 
     def loss(
         self,
         values: Tensor,
         condition_mask: Tensor,
-        times: Tensor | None = None,
+        sigma: Tensor | None = None,
         noise: Tensor | None = None,
     ) -> Tensor:
-        """Denoising score-matching loss per example.
+        """Preconditioned denoising loss per example.
 
         Args:
             values: ``(batch, n)`` clean values in original units; NaN = missing.
             condition_mask: ``(batch, n)``, ``True`` = conditioned.
-            times: ``(batch, 1)`` diffusion times; default uniform on
-                ``[t_min, t_max]``. Fixed times and noise make validation losses
-                comparable across epochs.
+            sigma: ``(batch, 1)`` noise levels; default drawn from the noise levels.
+                Fixed levels and noise make validation losses comparable across
+                epochs.
             noise: ``(batch, n)`` standard normal noise; default fresh draws.
 
         Returns:
@@ -161,16 +213,13 @@ class SimformerEstimator(nn.Module):
         missing = torch.isnan(values)
         condition_mask = condition_mask & ~missing
         clean = torch.where(missing, 0.0, self.standardize(values))
-        if times is None:
-            times = torch.rand(values.shape[0], 1, device=values.device)
-            times = self.sde.t_min + (self.sde.t_max - self.sde.t_min) * times
+        if sigma is None:
+            sigma = self.noise.sample((values.shape[0], 1)).to(values)
         if noise is None:
             noise = torch.randn_like(clean)
-        std = self.sde.std(times)
-        noisy = torch.where(
-            condition_mask, clean, self.sde.perturb(clean, times, noise)
-        )
-        score = self.score(noisy, times, condition_mask, missing)
-        target = ~(condition_mask | missing)
-        error = torch.where(target, score + noise / std, 0.0)
-        return self.sde.loss_weight(times).squeeze(-1) * error.square().sum(dim=-1)
+        noisy = torch.where(condition_mask, clean, clean + sigma * noise)
+        out, c_skip, c_out = self._output(noisy, sigma, condition_mask, missing)
+        target = (clean - c_skip * noisy) / c_out
+        latent = ~(condition_mask | missing)
+        error = torch.where(latent, out - target, 0.0)
+        return self.noise.weight(sigma).squeeze(-1) * error.square().sum(dim=-1)

@@ -4,11 +4,12 @@ An interval observation :math:`a \le v_i \le b` or a linear constraint
 :math:`w^\top v \le c` is not a value the network can be conditioned on. Following
 Gloeckler et al. (2024, Sec. 3.3), the reverse SDE's score is corrected with the
 gradient of a soft constraint evaluated at the Tweedie estimate of the clean value,
+which is the denoiser's output :math:`\hat v_0 = D(v_\sigma; \sigma) = v_\sigma +
+\sigma^2 s(v_\sigma, \sigma)`:
 
 .. math::
-    \hat v_0 = \frac{v_t + \sigma_t^2\, s(v_t, t)}{m_t}, \qquad
     s \leftarrow s + \nabla_{\hat v_0} \sum_k \log \operatorname{sigmoid}
-    \big(\kappa(t)\, d_k(\hat v_0)\big), \qquad \kappa(t) = 1 / \sigma_t^2,
+    \big(\kappa(\sigma)\, d_k(\hat v_0)\big), \qquad \kappa(\sigma) = 1 / \sigma^2,
 
 (capped where a discrete step would overshoot, see :func:`sharpness`),
 where :math:`d_k \ge 0` exactly when constraint :math:`k` holds (for an interval:
@@ -161,45 +162,45 @@ class Guidance:
         self.bounds = (offset / norm.squeeze(1)).float()
 
     def score_correction(
-        self, v: Tensor, score: Tensor, m: Tensor, s: Tensor, sharpness: Tensor
+        self, v: Tensor, denoised: Tensor, sigma: Tensor, step_variance: Tensor
     ) -> Tensor:
         """Gradient of the soft constraints at the Tweedie estimate.
 
         Args:
-            v: ``(batch, n)`` standardized diffused values.
-            score: ``(batch, n)`` model score at ``v``.
-            m: ``(batch, 1)`` mean factor :math:`m_t`.
-            s: ``(batch, 1)`` marginal std :math:`\\sigma_t`.
-            sharpness: ``(batch, 1)`` :math:`\\kappa(t)`, see :func:`sharpness`.
+            v: ``(batch, n)`` standardized noised values.
+            denoised: ``(batch, n)`` the denoiser's output at ``v``.
+            sigma: ``(batch, 1)`` noise level :math:`\\sigma`.
+            step_variance: The sampler step's :math:`\\sigma_i^2 -
+                \\sigma_{i+1}^2`, for the cap of :func:`sharpness`.
 
         Returns:
             ``(batch, n)`` correction to add to the score.
         """
         weights, bounds = self.weights.to(v), self.bounds.to(v)
+        kappa = sharpness(sigma, step_variance)
         with torch.enable_grad():
-            clean = ((v + s**2 * score) / m).detach().requires_grad_(True)
+            clean = denoised.detach().requires_grad_(True)
             slack = bounds - clean @ weights.T  # >= 0 where the constraint holds
-            log_weight = F.logsigmoid(sharpness * slack).sum()
+            log_weight = F.logsigmoid(kappa * slack).sum()
             (gradient,) = torch.autograd.grad(log_weight, clean)
         return gradient
 
 
-def sharpness(std: Tensor, diffusion: Tensor, dt: Tensor) -> Tensor:
-    """:math:`\\kappa(t) = 1/\\sigma_t^2`, capped where a sampler step would overshoot.
+def sharpness(sigma: Tensor, step_variance: Tensor) -> Tensor:
+    """:math:`\\kappa = 1/\\sigma^2`, capped where a sampler step would overshoot.
 
     A violated constraint pulls with :math:`\\kappa` per unit, which moves a sample
-    by :math:`g^2 \\Delta t\\, \\kappa` in one Euler–Maruyama step. For the VE SDE that
-    is :math:`2 \\log(\\sigma_{max}/\\sigma_{min}) \\Delta t` at every time, but for
-    the VP SDE it grows like :math:`\\Delta t / t` near :math:`t = 0` and throws samples
-    across the interval. The cap keeps the move below
-    :data:`MAX_GUIDED_MOVE` standardized units; it binds only there.
+    by :math:`\\Delta\\,\\kappa` in one sampler step, :math:`\\Delta =
+    \\hat\\sigma(\\hat\\sigma - \\sigma_{i+1})` (see
+    :mod:`sbi_allinone.diffusion.stochastic`). :math:`\\Delta / \\sigma^2` exceeds
+    one on EDM's grid; the cap keeps the move below :data:`MAX_GUIDED_MOVE`
+    standardized units.
 
     Args:
-        std: ``(batch, 1)`` :math:`\\sigma_t`.
-        diffusion: ``(batch, 1)`` :math:`g(t)`.
-        dt: Step size.
+        sigma: ``(batch, 1)`` :math:`\\sigma`.
+        step_variance: :math:`\\Delta`.
 
     Returns:
         ``(batch, 1)`` sharpness.
     """
-    return torch.minimum(std**-2, MAX_GUIDED_MOVE / (diffusion**2 * dt))
+    return torch.minimum(sigma**-2, MAX_GUIDED_MOVE / step_variance)

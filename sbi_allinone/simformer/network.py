@@ -3,11 +3,19 @@ r"""The Simformer's network: one token per variable, a masked pre-LN transformer
 Token of variable :math:`i` (Gloeckler et al. 2024, Sec. 3.1):
 :math:`[e_{id}(i) \,|\, W_v x_i \,|\, c_i\, e_{cond}]`, a learned identifier embedding,
 a linear embedding of the (noisy or clean) value and a learned condition-state vector
-multiplied by the condition flag :math:`c_i \in \{0, 1\}`. The diffusion time enters
-every block through Gaussian Fourier features; a per-token linear head returns the
-network output :math:`F`, and the score is :math:`F / \max(\sigma(t), 10^{-3})`.
-Attention masks ``(batch, n, n)`` (token ``i`` attends to ``j`` where ``True``) come
-from :mod:`.masks`.
+multiplied by the condition flag :math:`c_i \in \{0, 1\}`. The noise level enters
+every block through Gaussian Fourier features of EDM's :math:`c_{noise} =
+\tfrac14\log\sigma`; a per-token linear head returns the network output :math:`F` of
+the preconditioned denoiser (:mod:`.estimator`). Attention masks (token ``i`` attends
+to ``j`` where ``True``) are ``(n, n)`` or ``(batch, n, n)``, from :mod:`.masks`.
+
+Speed on a CPU: a training batch is a thousand tiny attention problems (4 to 20
+tokens, 4 heads of 10). Up to :data:`SMALL_ATTENTION` tokens the attention is written
+as broadcast products on the unpermuted ``(batch, n, heads, key)`` layout: forward
+and backward took 8.1 ms per layer at 4 tokens and batch 1000, against 11.5 ms for
+``scaled_dot_product_attention`` and 9.9 ms for ``einsum`` (batched matrix products
+of 4 x 10 matrices). From 6 tokens on, the fused kernel on contiguous heads wins
+(at 8 tokens: 11 ms against 33-42 ms).
 """
 
 from __future__ import annotations
@@ -18,29 +26,41 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
-__all__ = ["GaussianFourierFeatures", "SimformerNet"]
+from sbi_allinone.diffusion.embedding import FourierEmbedding
+
+__all__ = ["SimformerNet"]
+
+SMALL_ATTENTION = 4
 
 
-class GaussianFourierFeatures(nn.Module):
-    """Fixed random Fourier features :math:`[\\sin 2\\pi Wt, \\cos 2\\pi Wt]`.
+def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """Multi-head attention on ``(batch, n, heads, key)`` tensors.
 
     Args:
-        num_features: Output size (even).
-        scale: Std of the fixed frequencies ``W``.
+        q, k, v: ``(batch, n, heads, key)``.
+        mask: ``(n, n)`` or ``(batch, n, n)`` booleans (``True`` = attend), or
+            ``None``.
+
+    Returns:
+        ``(batch, n, heads * key)``.
     """
-
-    def __init__(self, num_features: int = 128, scale: float = 16.0) -> None:
-        super().__init__()
-        self.register_buffer("frequencies", torch.randn(num_features // 2) * scale)
-
-    def forward(self, t: Tensor) -> Tensor:
-        """Map times ``(batch, 1)`` to features ``(batch, num_features)``."""
-        angles = 2 * math.pi * t * self.frequencies
-        return torch.cat([angles.sin(), angles.cos()], dim=-1)
+    batch, n, heads, key = q.shape
+    if n <= SMALL_ATTENTION:
+        # scores[b, i, j, h] and out[b, i, h, :] as broadcast products and sums.
+        scores = (q.unsqueeze(2) * k.unsqueeze(1)).sum(-1) / math.sqrt(key)
+        if mask is not None:
+            scores = scores.masked_fill(~mask.unsqueeze(-1), -torch.inf)
+        weights = scores.softmax(2).unsqueeze(-1)
+        return (weights * v.unsqueeze(1)).sum(2).reshape(batch, n, heads * key)
+    q, k, v = (t.transpose(1, 2).contiguous() for t in (q, k, v))
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=None if mask is None else mask.unsqueeze(-3)
+    )
+    return out.transpose(1, 2).reshape(batch, n, heads * key)
 
 
 class _Block(nn.Module):
-    """Pre-LN transformer block with masked multi-head attention and time input."""
+    """Pre-LN transformer block with masked multi-head attention and noise input."""
 
     def __init__(
         self, width: int, num_heads: int, key_size: int, widening: int, time_dim: int
@@ -62,15 +82,9 @@ class _Block(nn.Module):
     def forward(self, h: Tensor, time: Tensor, mask: Tensor | None) -> Tensor:
         batch, n, _ = h.shape
         h = h + self.time(time).unsqueeze(1)
-        q, k, v = (
-            self.qkv(self.norm_attention(h))
-            .view(batch, n, 3, self.num_heads, self.key_size)
-            .permute(2, 0, 3, 1, 4)
-        )
-        attention = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=None if mask is None else mask.unsqueeze(1)
-        )
-        h = h + self.out(attention.transpose(1, 2).reshape(batch, n, -1))
+        qkv = self.qkv(self.norm_attention(h))
+        q, k, v = qkv.view(batch, n, 3, self.num_heads, self.key_size).unbind(2)
+        h = h + self.out(_attention(q, k, v, mask))
         return h + self.mlp(self.norm_mlp(h))
 
 
@@ -86,7 +100,8 @@ class SimformerNet(nn.Module):
         num_heads: Attention heads (paper: 4).
         key_size: Size of each head's keys (paper: 10).
         widening: MLP widening factor (paper: 3; large variant 4).
-        time_dim: Number of Gaussian Fourier features of the time (paper: 128).
+        time_dim: Number of Gaussian Fourier features of the noise level (paper:
+            128, of the time).
     """
 
     def __init__(
@@ -107,7 +122,7 @@ class SimformerNet(nn.Module):
         self.identifier = nn.Parameter(torch.randn(num_nodes, id_dim) * 0.5)
         self.value = nn.Linear(1, value_dim)
         self.condition = nn.Parameter(torch.randn(condition_dim) * 0.5)
-        self.time = GaussianFourierFeatures(time_dim)
+        self.time = FourierEmbedding(time_dim, "gaussian", scale=16.0)
         self.blocks = nn.ModuleList(
             _Block(width, num_heads, key_size, widening, time_dim)
             for _ in range(num_layers)
@@ -118,21 +133,22 @@ class SimformerNet(nn.Module):
     def forward(
         self,
         values: Tensor,
-        t: Tensor,
+        c_noise: Tensor,
         condition_mask: Tensor,
         attention_mask: Tensor | None = None,
     ) -> Tensor:
         """Network output for every variable.
 
         Args:
-            values: Noisy latent and clean conditioned values, ``(batch, num_nodes)``.
-            t: Diffusion times, ``(batch, 1)``.
+            values: Scaled noisy latents and clean conditioned values,
+                ``(batch, num_nodes)``.
+            c_noise: Noise-level input ``(batch, 1)``.
             condition_mask: ``(batch, num_nodes)`` booleans, ``True`` = conditioned.
-            attention_mask: ``(batch, num_nodes, num_nodes)`` booleans or ``None``
-                (dense attention).
+            attention_mask: ``(num_nodes, num_nodes)`` or
+                ``(batch, num_nodes, num_nodes)`` booleans, or ``None`` (dense).
 
         Returns:
-            ``(batch, num_nodes)`` outputs (the score times :math:`\\sigma(t)`).
+            ``(batch, num_nodes)`` outputs ``F``.
         """
         batch = values.shape[0]
         tokens = torch.cat(
@@ -143,7 +159,7 @@ class SimformerNet(nn.Module):
             ],
             dim=-1,
         )
-        time = self.time(t)
+        time = self.time(c_noise)
         for block in self.blocks:
             tokens = block(tokens, time, attention_mask)
         return self.head(self.norm(tokens)).squeeze(-1)

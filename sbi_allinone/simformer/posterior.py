@@ -34,6 +34,12 @@ __all__ = ["SimformerPosterior"]
 
 SampleWith = Literal["sde", "ode"]
 
+#: Default sampler steps (``2 steps - 1`` network calls each): Heun steps of the ODE,
+#: and steps of EDM's stochastic sampler (first order in the step because of its
+#: fresh noise: 1 % variance error on a Gaussian at 128 steps). See
+#: ``docs/benchmarks/simformer_sampling_steps.md``.
+DEFAULT_STEPS = {"ode": 32, "sde": 128}
+
 # Rows per sampler run. A run over a few hundred rows keeps the transformer's
 # activations in the CPU cache: 10 000 samples of a 20-variable model draw in half the
 # time of one 10 000-row run (measured on 2 CPU cores).
@@ -63,13 +69,14 @@ class SimformerPosterior(NeuralPosterior):
             conditioned variables.
         prior: Parameter prior; posterior samples outside its support are
             rejected (only when the latent variables are exactly the parameters).
-        sample_with: ``"sde"`` (reverse SDE, Euler–Maruyama) or ``"ode"``
-            (probability-flow ODE, Heun).
-        steps: Time steps of the sampler (default 500 for SDE, 100 for ODE).
+        sample_with: ``"ode"`` (probability-flow ODE, Heun on EDM's grid) or
+            ``"sde"`` (EDM's stochastic sampler). Default: ``"ode"``, or
+            ``"sde"`` with ``guidance``.
+        steps: Steps of the sampler (default :data:`DEFAULT_STEPS`).
         log_prob_steps: Heun steps of the log-probability ODE.
         guidance: Interval observations or linear constraints (user units, over
             ``[theta, x]``, on latent variables only) imposed by guidance; see
-            :mod:`.guidance`. Only with ``sample_with="sde"``; the guided
+            :mod:`.guidance`. Needs the stochastic sampler; the guided
             conditional has no tractable density (``log_prob`` and ``map`` raise).
         recurrence: Self-recurrence of the guided sampler (paper: 5).
         device: Device of sampling.
@@ -80,9 +87,9 @@ class SimformerPosterior(NeuralPosterior):
         estimator: SimformerEstimator,
         condition_mask: Tensor,
         prior: Distribution | None = None,
-        sample_with: SampleWith = "sde",
+        sample_with: SampleWith | None = None,
         steps: int | None = None,
-        log_prob_steps: int = 100,
+        log_prob_steps: int = 64,
         guidance: Sequence[Constraint] | None = None,
         recurrence: int = 1,
         device: str = "cpu",
@@ -97,6 +104,8 @@ class SimformerPosterior(NeuralPosterior):
             raise ValueError(
                 "`condition_mask` must condition on some but not all variables."
             )
+        if sample_with is None:
+            sample_with = "sde" if guidance else "ode"
         if sample_with not in ("sde", "ode"):
             raise ValueError(
                 f"`sample_with` must be 'sde' or 'ode', got {sample_with!r}."
@@ -114,7 +123,7 @@ class SimformerPosterior(NeuralPosterior):
         self.estimator = estimator.eval()
         self.condition_mask = condition_mask
         self.sample_with = sample_with
-        self.steps = steps or (500 if sample_with == "sde" else 100)
+        self.steps = steps or DEFAULT_STEPS[sample_with]
         self.log_prob_steps = log_prob_steps
         latent = ~condition_mask
         is_parameters = torch.arange(estimator.num_nodes) < estimator.num_parameters
@@ -308,9 +317,9 @@ class SimformerPosterior(NeuralPosterior):
     def _score_rows(self, theta: Tensor, x_rows: Tensor) -> Tensor:
         values, missing = self._values(theta, x_rows)
         condition = self.condition_mask.expand_as(values)
-        t = torch.full((len(values), 1), self.estimator.sde.t_min)
+        sigma = torch.full((len(values), 1), self.estimator.noise.sigma_min)
         with torch.no_grad():
-            score = self.estimator.score(values, t, condition, missing)
+            score = self.estimator.score(values, sigma, condition, missing)
         return (score / self.estimator.std)[:, ~self.condition_mask]
 
     def map(

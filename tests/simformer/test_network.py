@@ -44,3 +44,30 @@ def test_per_sample_masks_and_condition_flags():
     assert torch.allclose(out[0], net(values[:1], t[:1], condition[:1])[0], atol=1e-6)
     flagged = net(values, t, ~condition, masks)
     assert not torch.allclose(out, flagged)
+
+
+def test_small_attention_matches_the_fused_kernel():
+    from torch.nn.functional import scaled_dot_product_attention
+
+    from sbi_allinone.simformer.network import SMALL_ATTENTION, _attention
+
+    torch.manual_seed(0)
+    n = SMALL_ATTENTION
+    q, k, v = (torch.randn(3, n, 2, 5, dtype=torch.float64) for _ in range(3))
+    mask = torch.rand(3, n, n) < 0.5
+    mask |= torch.eye(n, dtype=torch.bool)
+    for m in (None, mask, mask[0]):
+        expected = scaled_dot_product_attention(
+            *(t.transpose(1, 2) for t in (q, k, v)),
+            attn_mask=None if m is None else m.unsqueeze(-3),
+        )
+        expected = expected.transpose(1, 2).reshape(3, n, 10)
+        assert torch.allclose(_attention(q, k, v, m), expected)
+
+
+def test_a_shared_mask_equals_the_same_mask_per_example():
+    net = SimformerNet(4, num_layers=2)
+    values, t, condition = _inputs(3, 4)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]).bool()
+    shared = net(values, t, condition, mask)
+    assert torch.allclose(shared, net(values, t, condition, mask.expand(3, 4, 4)))
