@@ -1,57 +1,65 @@
-"""Simformer sampling cost vs. accuracy: reverse-SDE and probability-flow ODE steps.
+"""Simformer sampling cost against accuracy: Heun (ODE) and stochastic steps.
 
-Trains the benchmark's `simformer` method once on two_moons (1 000 simulations, the
-runner's data seed) and scores posterior samples drawn with different samplers and
-step counts by C2ST (MLP, as the runner) on observations 1-2.
+Loads posteriors saved by ``simformer_training_steps.py --save DIR`` and scores
+10 000 samples per observation, drawn with each sampler and step count, by the
+runner's torch MLP C2ST against sbibm's reference. The 500-step ODE is the
+reference sampler: the default is the smallest step count within 0.01 of it.
 
     cd docs/benchmarks
-    python simformer_sampling_steps.py > simformer_sampling_steps.md
+    python simformer_sampling_steps.py ../../results/models/*.pt \\
+        --observations 1-3 > simformer_sampling_steps.md
 """
 
+from __future__ import annotations
+
+import argparse
 import time
+from pathlib import Path
 
 import torch
-from sbi.utils.metrics import c2st
 
-from sbi_allinone.benchmarks import Cell, cell_simulations, get_method, get_task
+from sbi_allinone.benchmarks import get_task
+from sbi_allinone.benchmarks.c2st import c2st_batch
 
-TASK, BUDGET, NUM_SAMPLES, OBSERVATIONS = "two_moons", 1000, 10_000, (1, 2)
-SAMPLERS = [
-    ("sde", 20),
-    ("sde", 50),
-    ("sde", 100),
-    ("sde", 500),
-    ("ode", 25),
-    ("ode", 50),
-]
+SAMPLERS = (("ode", 500), ("ode", 8), ("ode", 12), ("ode", 16), ("ode", 24),
+            ("ode", 32), ("sde", 32), ("sde", 64), ("sde", 128))  # fmt: skip
 
 
 def main() -> None:
-    task = get_task(TASK)
-    theta, x = cell_simulations(Cell(TASK, "simformer", BUDGET, 1), task)
-    torch.manual_seed(1)
-    posterior = get_method("simformer").fit(theta, x, task.prior).posterior
-    print(f"{TASK}, {BUDGET} simulations, {NUM_SAMPLES} samples per observation\n")
-    print("| sampler | steps | C2ST per observation | mean | seconds per observation |")
-    print("|---|---|---|---|---|")
-    for sampler, steps in SAMPLERS:
-        posterior.sample_with, posterior.steps = sampler, steps
-        scores, seconds = [], []
-        for observation in OBSERVATIONS:
-            torch.manual_seed(observation)
-            start = time.perf_counter()
-            samples = posterior.sample(
-                (NUM_SAMPLES,), x=task.get_observation(observation)
-            )
-            seconds.append(time.perf_counter() - start)
-            reference = task.get_reference_posterior_samples(observation)
-            scores.append(float(c2st(reference, samples, seed=1, classifier="mlp")))
-        per_obs = ", ".join(f"{s:.3f}" for s in scores)
-        print(
-            f"| {sampler} | {steps} | {per_obs} | {sum(scores) / len(scores):.3f} "
-            f"| {sum(seconds) / len(seconds):.1f} |",
-            flush=True,
-        )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("--observations", default="1-3")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    first, last = (int(o) for o in args.observations.split("-"))
+    observations = range(first, last + 1)
+    print("# Simformer: C2ST against sampler steps\n")
+    print(f"Observations {args.observations}, 10 000 samples each, torch MLP C2ST; "
+          "seconds per observation (1 thread).\n")  # fmt: skip
+    print("| model | sampler | steps | network calls | C2ST (mean) | C2ST − ODE 500 "
+          "| seconds |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    for path in args.models:
+        posterior = torch.load(path, weights_only=False)
+        task = get_task(path.stem.split("_1000")[0].split("_10000")[0])
+        references = [task.get_reference_posterior_samples(o) for o in observations]
+        baseline = None
+        for sampler, steps in SAMPLERS:
+            posterior.sample_with, posterior.steps = sampler, steps
+            pairs, seconds = [], []
+            for observation, reference in zip(observations, references, strict=True):
+                torch.manual_seed(observation)
+                start = time.perf_counter()
+                samples = posterior.sample(
+                    (10_000,), x=task.get_observation(observation)
+                )
+                seconds.append(time.perf_counter() - start)
+                pairs.append((reference, samples))
+            score = sum(c2st_batch(pairs)) / len(pairs)
+            baseline = score if baseline is None else baseline
+            print(f"| {path.stem} | {sampler} | {steps} | {2 * steps - 1} | "
+                  f"{score:.3f} | {score - baseline:+.3f} | "
+                  f"{sum(seconds) / len(seconds):.1f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -51,8 +51,16 @@ def _done(out: Path) -> set[tuple]:
         }
 
 
-def run(task_name: str, budget: int, attention: str, sde: str, batch: int,
-        steps: int, observations: list[int], save: Path | None) -> list[dict]:  # fmt: skip
+def run(  # noqa: PLR0913
+    task_name: str,
+    budget: int,
+    attention: str,
+    sde: str,
+    batch: int,
+    steps: int,
+    observations: list[int],
+    save: Path | None,
+) -> list[dict]:
     """Train once and score every observation; one row per observation."""
     task = get_task(task_name)
     theta, x = cell_simulations(Cell(task_name, "simformer", budget, 1), task)

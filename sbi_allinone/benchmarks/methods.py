@@ -266,13 +266,6 @@ def train_fmpe(
     return _train_default(FMPE, theta, x, prior, show_progress_bars)
 
 
-# Benchmark schedule of the Simformer (see `train_simformer`).
-SIMFORMER_BATCH_SIZE = 1_000
-SIMFORMER_STEPS_PER_SIMULATION = 1
-SIMFORMER_MIN_STEPS, SIMFORMER_MAX_STEPS = 3_000, 5_000
-SIMFORMER_SAMPLING_STEPS = 50
-
-
 def train_simformer(
     theta: Tensor,
     x: Tensor,
@@ -281,17 +274,9 @@ def train_simformer(
     task: str | None = None,
     attention: str = "dense",
 ) -> TrainedPosterior:
-    """The Simformer (VE SDE) on a compute budget this project's machines afford.
-
-    The paper's schedule (batches of 1000, ``clip(3 N, 5000, 100000)`` steps) costs
-    40 minutes on two moons and hours on gaussian_linear at 10 000 simulations on 2
-    CPU cores; here: the paper's batches of 1000, ``clip(N, 3000, 5000)`` steps, the
-    same learning-rate decay, and 50 reverse-SDE steps for sampling (the paper: 50
-    already reach the 500-step accuracy for the VE SDE). Measured on two moons at
-    1 000 simulations (MLP C2ST): batches of 500 gave .751 with 2 000 steps and .793
-    with 5 000 (early stopping restored a state from before the learning-rate
-    decay); batches of 1000 with 3 000 steps gave .658.
-    """
+    """The Simformer at its defaults: ``Simformer(prior).train()`` (EDM noise levels,
+    :func:`~sbi_allinone.simformer.trainer.default_num_steps`), the default ODE
+    sampler; graph masks from the task's dependency graph."""
     graph = None if attention == "dense" else task_graph(task)
     inference = Simformer(
         prior,
@@ -300,16 +285,11 @@ def train_simformer(
         tracker=NullTracker(),
         show_progress_bars=show_progress_bars,
     )
-    num_steps = SIMFORMER_STEPS_PER_SIMULATION * len(theta)
-    num_steps = min(max(num_steps, SIMFORMER_MIN_STEPS), SIMFORMER_MAX_STEPS)
-    inference.append_simulations(theta, x).train(
-        training_batch_size=SIMFORMER_BATCH_SIZE, num_steps=num_steps
-    )
-    steps = SIMFORMER_SAMPLING_STEPS
+    inference.append_simulations(theta, x).train()
     return TrainedPosterior(
-        inference.build_posterior(steps=steps),
+        inference.build_posterior(),
         _epochs(inference),
-        likelihood=inference.build_likelihood(steps=steps),
+        likelihood=inference.build_likelihood(),
     )
 
 
@@ -350,7 +330,7 @@ register_method(
 )
 register_method("npse", train_npse, "sbi NPSE, score matching (VE SDE)")
 register_method("fmpe", train_fmpe, "sbi FMPE, flow matching")
-register_method("simformer", train_simformer, "Simformer, dense attention (VE SDE)")
+register_method("simformer", train_simformer, "Simformer, dense attention (EDM)")
 register_method(
     "iflow", train_inflationary_flow, "Inflationary flow, PR-preserving (Heun pfODE)"
 )

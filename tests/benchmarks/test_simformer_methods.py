@@ -4,15 +4,14 @@ import pytest
 import torch
 
 from sbi_allinone.benchmarks import Cell, RunSettings, get_method, run_cell
-from sbi_allinone.benchmarks import methods as methods_module
-from sbi_allinone.simformer.posterior import SimformerPosterior
+from sbi_allinone.simformer import trainer as trainer_module
+from sbi_allinone.simformer.posterior import DEFAULT_STEPS, SimformerPosterior
 
 
 @pytest.fixture
 def tiny_schedule(monkeypatch):
-    monkeypatch.setattr(methods_module, "SIMFORMER_MIN_STEPS", 4)
-    monkeypatch.setattr(methods_module, "SIMFORMER_MAX_STEPS", 4)
-    monkeypatch.setattr(methods_module, "SIMFORMER_SAMPLING_STEPS", 5)
+    monkeypatch.setattr(trainer_module, "default_num_steps", lambda n: 4)
+    monkeypatch.setitem(DEFAULT_STEPS, "ode", 5)
 
 
 @pytest.mark.parametrize(
@@ -35,11 +34,12 @@ def test_graph_variants_use_the_task_graph(tiny_schedule):
     posterior = trained.posterior
     assert isinstance(posterior, SimformerPosterior)
     assert posterior.estimator.attention == "undirected"
-    # x_i <- theta_i: theta_1 and x_2 never attend to each other.
+    # x_i <- theta_i: theta_1 and x_2 never attend to each other. One (n, n) mask
+    # serves the whole batch.
     mask = posterior.estimator.attention_mask(
-        torch.zeros(1, 20, dtype=torch.bool), torch.zeros(1, 20, dtype=torch.bool)
+        torch.zeros(3, 20, dtype=torch.bool), torch.zeros(3, 20, dtype=torch.bool)
     )
-    assert not mask[0, 0, 11] and mask[0, 0, 10]
+    assert mask.shape == (20, 20) and not mask[0, 11] and mask[0, 10]
     with pytest.raises(ValueError, match="needs the `task` name"):
         method.fit(theta, x, prior)
     with pytest.raises(ValueError, match="No dependency graph"):
