@@ -48,6 +48,7 @@ from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 from torch import Tensor, nn
 
 from sbi_allinone.diffusion.averaging import weight_average
+from sbi_allinone.diffusion.noise import uniform_time
 from sbi_allinone.diffusion.ode import (
     gaussian_log_prob,
     heun,
@@ -200,7 +201,7 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
         self, u: Tensor, uniforms: Tensor, noise: Tensor, context: Tensor
     ) -> Tensor:
         schedule = self.schedule
-        t = schedule.t_min + (schedule.t_max - schedule.t_min) * uniforms
+        t = uniform_time(uniforms, schedule.t_min, schedule.t_max)
         return self.net.loss(u, t, noise, context)
 
     # -- the probability-flow ODE ------------------------------------------------------

@@ -183,3 +183,37 @@ def test_guided_conditional_through_the_trainer(trained):
         trained.build_conditional(mask, sample_with="ode", guidance=[Interval(4, 0.5)])
     with pytest.raises(ValueError, match="conditioned on"):
         trained.build_conditional(mask, guidance=[Interval(2, 0.5)])
+
+
+def test_default_schedule_scales_with_simulations_and_variables():
+    from sbi_allinone.simformer.trainer import default_batch_size, default_num_steps
+
+    assert [default_num_steps(n) for n in (100, 1000, 8000, 10_000, 10**6)] == [
+        3000,
+        3000,
+        4000,
+        5000,
+        5000,
+    ]
+    # About 4 000 tokens a batch, between 200 and 500 examples.
+    assert [default_batch_size(n) for n in (2, 4, 13, 20, 100)] == [
+        500,
+        500,
+        307,
+        200,
+        200,
+    ]
+
+
+def test_training_uses_a_fused_adam_over_the_live_network_only(trained):
+    estimator = trained._neural_net
+    optimized = {id(p) for g in trained.optimizer.param_groups for p in g["params"]}
+    assert optimized == {id(p) for p in estimator.net.parameters()}
+    assert not optimized & {id(p) for p in estimator.average.parameters()}
+
+
+def test_bad_noise_levels_and_average():
+    with pytest.raises(ValueError, match="`ema_decay` must be in"):
+        Simformer(PRIOR, ema_decay=1.0)
+    with pytest.raises(ValueError, match="`sde` must be 'edm', 've', 'vp'"):
+        Simformer(PRIOR, sde="subvp")
