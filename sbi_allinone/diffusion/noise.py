@@ -8,6 +8,11 @@ A denoiser is trained on :math:`\mathbb E_{\sigma}\, w(\sigma)\,
 
 - :class:`LogNormalNoise` (EDM, Karras et al. 2022): :math:`\log\sigma \sim
   \mathcal N(P_{mean}, P_{std}^2)`, :math:`\lambda = 1 / c_{out}^2`, i.e. :math:`w = 1`.
+  EDM's images used :math:`(P_{mean}, P_{std}) = (-1.2, 1.2)`; the defaults here,
+  :math:`(-2.0, 1.6)`, put more training at low noise, where a posterior much
+  narrower than the standardized joint takes its shape: on two_moons (1 000
+  simulations, observations 1-3) MLP C2ST 0.594 against 0.635, and 0.593 with
+  :math:`(-2.5, 2.0)`.
 - :class:`VENoise` (the Simformer paper's VE SDE): :math:`\sigma = \sigma_{min}
   (\sigma_{max}/\sigma_{min})^t`, :math:`t \sim U[10^{-5}, 1]`, weight :math:`g(t)^2`
   on the score loss, which is :math:`\lambda = \sigma^{-2}` (up to a constant).
@@ -69,19 +74,19 @@ class NoiseLevels(ABC):
 
 
 class LogNormalNoise(NoiseLevels):
-    """EDM's log-normal noise levels with unit preconditioned weight.
+    """Log-normal noise levels with unit preconditioned weight (EDM's).
 
     Args:
-        p_mean: Mean of :math:`\\log\\sigma` (EDM: -1.2).
-        p_std: Std of :math:`\\log\\sigma` (EDM: 1.2).
+        p_mean: Mean of :math:`\\log\\sigma` (EDM's images: -1.2).
+        p_std: Std of :math:`\\log\\sigma` (EDM's images: 1.2).
         sigma_min: Smallest noise level of the samplers (EDM: 0.002).
         sigma_max: Largest noise level of the samplers (EDM: 80).
     """
 
     def __init__(
         self,
-        p_mean: float = -1.2,
-        p_std: float = 1.2,
+        p_mean: float = -2.0,
+        p_std: float = 1.6,
         sigma_min: float = 0.002,
         sigma_max: float = 80.0,
     ) -> None:
