@@ -53,19 +53,24 @@ def test_posterior_and_likelihood_against_analytic(sde):
     likelihood = trained.build_likelihood().sample((1000,), x=theta_o)
     reference_likelihood = theta_o + 0.5 * torch.randn(1000, 2)
     # Random-forest C2ST of the posterior, measured 2026-12-01 (2000 simulations,
-    # 1500 steps of 200, default ODE sampler): EDM 0.52, VE 0.55, VP 0.49.
+    # 1500 steps of 200, default ODE sampler): default 0.52, VE 0.55, VP 0.49.
     assert c2st(posterior, reference) < 0.6
     assert c2st(likelihood, reference_likelihood) < 0.6
 
 
-@pytest.mark.parametrize("sde", ["edm", "vp"])
-def test_ode_log_prob_against_analytic(sde):
+@pytest.mark.parametrize(
+    ("sde", "max_error", "min_correlation"), [("edm", 0.3, 0.93), ("vp", 0.15, 0.95)]
+)
+def test_ode_log_prob_against_analytic(sde, max_error, min_correlation):
     torch.manual_seed(2)
     theta = EXACT_POSTERIOR.sample((200,))
     got = _trained(sde).build_posterior().log_prob(theta, x=X_O)
     true = EXACT_POSTERIOR.log_prob(theta)
-    # Over posterior draws, measured 2026-12-01: mean absolute error 0.107 nats
-    # (EDM) and 0.091 (VP), correlation 0.989 and 0.994. The paper's VE noise
-    # levels give 0.42 and 0.89: they spend most steps below sigma = 0.01.
-    assert (got - true).abs().mean() < 0.15
-    assert torch.corrcoef(torch.stack([got, true]))[0, 1] > 0.95
+    # Over posterior draws at this small budget (2 layers, 1 500 steps of 200),
+    # measured 2026-12-01: mean absolute error 0.228 nats and correlation 0.958
+    # with the default log-normal levels (-2.0, 1.6); 0.107 and 0.989 with EDM's
+    # (-1.2, 1.2), which train more at high noise; VP 0.091 and 0.994. The paper's
+    # VE levels give 0.42 and 0.89. At the default budget the default reaches
+    # 0.10-0.14 and 0.98-0.99 (docs/benchmarks/log_prob_linear_gaussian.md).
+    assert (got - true).abs().mean() < max_error
+    assert torch.corrcoef(torch.stack([got, true]))[0, 1] > min_correlation
