@@ -7,7 +7,7 @@ from functools import partial
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
-__all__ = ["weight_average"]
+__all__ = ["AveragedNetwork", "weight_average"]
 
 
 def _warmed_up_ema_(
@@ -43,3 +43,23 @@ def weight_average(module: nn.Module, decay: float) -> AveragedModel:
     average = AveragedModel(module, multi_avg_fn=partial(_warmed_up_ema_, decay=decay))
     average.module.requires_grad_(False)
     return average
+
+
+class AveragedNetwork:
+    """Mixin for a module with a live network ``net`` and its average ``average``
+    (from :func:`weight_average`, or ``None``): the average is used in eval mode."""
+
+    net: nn.Module
+    average: AveragedModel | None
+
+    @property
+    def network(self) -> nn.Module:
+        """The network as used now: the weight average in eval mode, if one is kept."""
+        if self.average is not None and not self.training:
+            return self.average.module
+        return self.net
+
+    def update_average(self) -> None:
+        """Move the weight average towards the live weights (one optimizer step)."""
+        if self.average is not None:
+            self.average.update_parameters(self.net)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sbi_allinone.diffusion.averaging import weight_average
+from sbi_allinone.diffusion.averaging import AveragedNetwork, weight_average
 from sbi_allinone.diffusion.embedding import FourierEmbedding
 from sbi_allinone.diffusion.preconditioning import edm_preconditioning
 from sbi_allinone.inflationary.schedule import InflationarySchedule
@@ -80,7 +80,7 @@ class _ResidualBlock(nn.Module):
         return hidden + self.second(update)
 
 
-class PreconditionedDenoiser(nn.Module):
+class PreconditionedDenoiser(AveragedNetwork, nn.Module):
     """``D(x~, t; y)`` with per-dimension EDM preconditioning.
 
     With ``ema_decay``, an exponential moving average of ``F``'s weights is kept
@@ -104,18 +104,6 @@ class PreconditionedDenoiser(nn.Module):
         super().__init__()
         self.net, self.schedule, self.ema_decay = net, schedule, ema_decay
         self.average = None if ema_decay is None else weight_average(net, ema_decay)
-
-    @property
-    def network(self) -> nn.Module:
-        """``F`` as used now: the weight average in eval mode, if one is kept."""
-        if self.average is not None and not self.training:
-            return self.average.module
-        return self.net
-
-    def update_average(self) -> None:
-        """Move the weight average towards the live weights (one optimizer step)."""
-        if self.average is not None:
-            self.average.update_parameters(self.net)
 
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``c_in``, ``c_skip``, ``c_out``, each ``(B, D)``, at times ``(B, 1)``:

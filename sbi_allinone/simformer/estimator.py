@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from sbi_allinone.diffusion.averaging import weight_average
+from sbi_allinone.diffusion.averaging import AveragedNetwork, weight_average
 from sbi_allinone.diffusion.noise import NoiseLevels
 from sbi_allinone.diffusion.preconditioning import edm_preconditioning
 from sbi_allinone.simformer.masks import check_dag, directed_mask, undirected_mask
@@ -53,7 +53,7 @@ def check_attention(attention: str, graph: Tensor | None) -> None:
         raise ValueError(f"`attention={attention!r}` needs a dependency `graph`.")
 
 
-class SimformerEstimator(nn.Module):
+class SimformerEstimator(AveragedNetwork, nn.Module):
     """Denoiser of the joint of ``num_parameters`` parameters and the data.
 
     Args:
@@ -93,18 +93,6 @@ class SimformerEstimator(nn.Module):
         self.register_buffer("graph", graph)
         undirected = None if graph is None else undirected_mask(graph)
         self.register_buffer("_undirected", undirected)
-
-    @property
-    def network(self) -> SimformerNet:
-        """The transformer as used now: the weight average in eval mode, if kept."""
-        if self.average is not None and not self.training:
-            return self.average.module
-        return self.net
-
-    def update_average(self) -> None:
-        """Move the weight average towards the live weights (one optimizer step)."""
-        if self.average is not None:
-            self.average.update_parameters(self.net)
 
     def standardize(self, values: Tensor) -> Tensor:
         """Z-score ``(..., num_nodes)`` values with the training statistics."""
