@@ -1,6 +1,7 @@
 """What the diffusion methods share: EDM preconditioning, training noise levels,
 the weight average, fixed validation draws, the noise embedding, probability-flow
-ODE integration with divergences, and a stochastic sampler.
+ODE integration with divergences, a multistep ODE solver, and a stochastic
+sampler.
 
 Used by the Simformer (:mod:`sbi_allinone.simformer`) and the inflationary flow
 (:mod:`sbi_allinone.inflationary`); each exists once, here.
@@ -16,6 +17,7 @@ from sbi_allinone.diffusion.noise import (
     make_noise,
     uniform_time,
 )
+from sbi_allinone.diffusion.multistep import multistep
 from sbi_allinone.diffusion.ode import (
     edm_grid,
     field_and_divergence,
@@ -48,6 +50,7 @@ __all__ = [
     "integrate_adaptive",
     "integrate_with_divergence",
     "make_noise",
+    "multistep",
     "rademacher",
     "sample_stochastic",
     "uniform_time",

@@ -6,8 +6,10 @@ grid (:func:`~sbi_allinone.diffusion.ode.edm_grid`); conditioned variables stay 
 their values, missing ones are ignored by the attention masks.
 
 - :func:`sample_ode`: the probability-flow ODE :math:`dv/d\sigma = (v - D(v;
-  \sigma))/\sigma` with Heun's method (EDM, Alg. 1; the last step, to
-  :math:`\sigma = 0`, is an Euler step: ``2 steps - 1`` network evaluations).
+  \sigma))/\sigma`, by the second-order multistep solver
+  (:func:`~sbi_allinone.diffusion.multistep.multistep`: ``steps`` network
+  evaluations) or by Heun's method (EDM, Alg. 1; the last step, to :math:`\sigma =
+  0`, is an Euler step: ``2 steps - 1`` network evaluations).
 - :func:`sample_sde`: EDM's stochastic sampler
   (:func:`~sbi_allinone.diffusion.stochastic.sample_stochastic`: fresh noise, then a
   Heun step), with guidance and self-recurrence.
@@ -33,11 +35,14 @@ from sbi_allinone.diffusion.ode import (
     integrate_with_divergence,
     rademacher,
 )
+from sbi_allinone.diffusion.multistep import multistep
 from sbi_allinone.diffusion.stochastic import sample_stochastic
 from sbi_allinone.simformer.estimator import SimformerEstimator
 from sbi_allinone.simformer.guidance import Guidance
 
-__all__ = ["ode_log_prob", "sample_ode", "sample_sde"]
+__all__ = ["SOLVERS", "ode_log_prob", "sample_ode", "sample_sde"]
+
+SOLVERS = ("multistep", "heun")
 
 
 def _grid(estimator: SimformerEstimator, steps: int) -> Tensor:
@@ -69,23 +74,33 @@ def sample_ode(
     condition_mask: Tensor,
     missing: Tensor,
     steps: int = 32,
+    solver: str = "multistep",
 ) -> Tensor:
-    """Sample latents by the probability-flow ODE with Heun's method.
+    """Sample latents by the probability-flow ODE.
 
     Args:
         estimator: Trained denoiser.
         values: ``(batch, n)`` standardized values; only conditioned entries are read.
         condition_mask: ``(batch, n)``, ``True`` = conditioned.
         missing: ``(batch, n)``, ``True`` = missing (ignored).
-        steps: Heun steps (at least 2), the last one to :math:`\\sigma = 0`.
+        steps: Steps (at least 2), the last one to :math:`\\sigma = 0`.
+        solver: ``"multistep"`` (one network call a step) or ``"heun"`` (two).
 
     Returns:
         ``(batch, n)`` standardized samples (conditioned entries as given).
     """
     if steps < 2:
         raise ValueError(f"`steps` must be at least 2, got {steps}.")
+    if solver not in SOLVERS:
+        raise ValueError(f"`solver` must be one of {SOLVERS}, got {solver!r}.")
     latent = ~(condition_mask | missing)
     v = _initial(estimator, values, latent)
+    if solver == "multistep":
+
+        def denoise(v: Tensor, sigma: Tensor) -> Tensor:
+            return estimator.denoise(v, sigma, condition_mask, missing)
+
+        return multistep(denoise, v, _grid(estimator, steps - 1), latent)
     times = torch.cat(
         [_grid(estimator, steps - 1), torch.zeros(1, dtype=torch.float64)]
     )

@@ -31,7 +31,11 @@ from sbi_allinone.simformer.estimator import (
 from sbi_allinone.simformer.guidance import Constraint
 from sbi_allinone.simformer.masks import check_dag
 from sbi_allinone.simformer.network import SimformerNet
-from sbi_allinone.simformer.posterior import SampleWith, SimformerPosterior
+from sbi_allinone.simformer.posterior import (
+    DEFAULT_ODE_SOLVER,
+    SampleWith,
+    SimformerPosterior,
+)
 
 __all__ = ["Simformer", "default_batch_size", "default_num_steps"]
 
@@ -398,14 +402,15 @@ class Simformer(NeuralInference):
         prior: Distribution | None = None,
         guidance: Sequence[Constraint] | None = None,
         recurrence: int = 1,
+        ode_solver: str | None = None,
     ) -> SimformerPosterior:
         """Any conditional of the joint: ``p(latent | conditioned)``.
 
         Args:
             condition_mask: ``(num_parameters + num_data,)`` booleans over
                 ``[theta, x]``, ``True`` for conditioned variables.
-            sample_with: ``"ode"`` (default; Heun on EDM's grid) or ``"sde"``
-                (Euler–Maruyama; the default with ``guidance``).
+            sample_with: ``"ode"`` (default; the probability-flow ODE) or ``"sde"``
+                (EDM's stochastic sampler; the default with ``guidance``).
             steps: Sampler steps (default
                 :data:`~sbi_allinone.simformer.posterior.DEFAULT_STEPS`).
             prior: Prior for support rejection (default: the trainer's).
@@ -413,6 +418,8 @@ class Simformer(NeuralInference):
                 variables, e.g. ``[Interval(node=3, low=0.0, high=1.0)]`` (see
                 :mod:`~sbi_allinone.simformer.guidance`); sampled by the SDE.
             recurrence: Self-recurrence of the guided sampler (paper: 5).
+            ode_solver: ``"multistep"`` or ``"heun"`` (default
+                :data:`~sbi_allinone.simformer.posterior.DEFAULT_ODE_SOLVER`).
 
         Returns:
             An sbi posterior whose ``theta`` is the latent variables and whose
@@ -428,6 +435,7 @@ class Simformer(NeuralInference):
             steps=steps,
             guidance=guidance,
             recurrence=recurrence,
+            ode_solver=ode_solver or DEFAULT_ODE_SOLVER,
             device=str(self._device),
         )
 
