@@ -9,6 +9,7 @@ Used by the Simformer (:mod:`sbi_allinone.simformer`) and the inflationary flow
 
 from sbi_allinone.diffusion.averaging import weight_average
 from sbi_allinone.diffusion.embedding import FourierEmbedding
+from sbi_allinone.diffusion.multistep import multistep
 from sbi_allinone.diffusion.noise import (
     LogNormalNoise,
     NoiseLevels,
@@ -17,7 +18,6 @@ from sbi_allinone.diffusion.noise import (
     make_noise,
     uniform_time,
 )
-from sbi_allinone.diffusion.multistep import multistep
 from sbi_allinone.diffusion.ode import (
     edm_grid,
     field_and_divergence,

@@ -1,4 +1,4 @@
-r"""A second-order multistep solver of the probability-flow ODE: one network call a step.
+r"""A second-order multistep solver of the probability-flow ODE: one call a step.
 
 The ODE :math:`dx/d\sigma = (x - D(x;\sigma))/\sigma` is linear in :math:`x` apart
 from the denoiser. With :math:`\lambda = -\log\sigma` and :math:`u = x/\sigma` it

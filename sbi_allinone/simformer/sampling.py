@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sbi_allinone.diffusion.multistep import multistep
 from sbi_allinone.diffusion.ode import (
     edm_grid,
     gaussian_log_prob,
@@ -35,7 +36,6 @@ from sbi_allinone.diffusion.ode import (
     integrate_with_divergence,
     rademacher,
 )
-from sbi_allinone.diffusion.multistep import multistep
 from sbi_allinone.diffusion.stochastic import sample_stochastic
 from sbi_allinone.simformer.estimator import SimformerEstimator
 from sbi_allinone.simformer.guidance import Guidance
