@@ -74,6 +74,7 @@ def test_ode_and_sde_sample_the_exact_conditional(noise):
     for samples in (
         sample_sde(estimator, values, condition, missing, steps=200),
         sample_ode(estimator, values, condition, missing, steps=32),
+        sample_ode(estimator, values, condition, missing, 32, solver="heun"),
     ):
         assert torch.equal(samples[:, 2], values[:, 2])  # conditions stay clamped
         assert torch.allclose(samples[:, :2].mean(0), mean, atol=0.05)
@@ -87,6 +88,8 @@ def test_ode_sampler_is_deterministic_given_the_start():
     first = sample_ode(estimator, values, condition, missing, steps=8)
     torch.manual_seed(0)
     assert torch.equal(sample_ode(estimator, values, condition, missing, 8), first)
+    with pytest.raises(ValueError, match="solver"):
+        sample_ode(estimator, values, condition, missing, 8, solver="euler")
 
 
 @pytest.mark.parametrize("x", [0.0, 1.5])

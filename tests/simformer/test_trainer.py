@@ -183,6 +183,8 @@ def test_guided_conditional_through_the_trainer(trained):
         trained.build_conditional(mask, sample_with="ode", guidance=[Interval(4, 0.5)])
     with pytest.raises(ValueError, match="conditioned on"):
         trained.build_conditional(mask, guidance=[Interval(2, 0.5)])
+    with pytest.raises(ValueError, match="ode_solver"):
+        trained.build_conditional(mask, ode_solver="euler")
 
 
 def test_default_schedule_scales_with_simulations_and_variables():
