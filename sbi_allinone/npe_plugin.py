@@ -12,7 +12,9 @@ from sbi.utils.sbiutils import z_standardization
 from torch import Tensor
 from torch.distributions import Distribution
 
-__all__ = ["BuilderNPE", "check_theta", "flatten_pairs", "z_score"]
+from sbi_allinone.sbi_internals import has_proposal_rounds
+
+__all__ = ["BuilderNPE", "check_theta", "z_score"]
 
 
 def z_score(batch: Tensor, flag: str | None, name: str) -> tuple[Tensor, Tensor]:
@@ -43,29 +45,6 @@ def check_theta(theta: Tensor) -> None:
         raise ValueError(
             f"`theta` must be (num_simulations, dim_theta), got {tuple(theta.shape)}."
         )
-
-
-def flatten_pairs(
-    estimator, input: Tensor, condition: Tensor
-) -> tuple[Tensor, Tensor, int]:  # noqa: ANN001
-    """Check and broadcast ``(input, condition)`` as sbi's density estimators do.
-
-    Args:
-        estimator: An sbi ``ConditionalDensityEstimator`` with a flat input shape.
-        input: ``(sample_dim, batch_dim, D)`` or ``(batch_dim, D)``.
-        condition: ``(batch_dim, *x_shape)`` or ``(sample_dim, batch_dim, *x_shape)``.
-
-    Returns:
-        Flat ``(S * B, D)`` inputs, ``(S * B, *x_shape)`` conditions, and ``S``.
-    """
-    estimator._check_input_shape(input)
-    estimator._check_condition_shape(condition)
-    input, condition, _ = estimator._broadcast_and_align(input, condition)
-    return (
-        input.reshape(-1, *estimator.input_shape),
-        condition.reshape(-1, *estimator.condition_shape),
-        input.shape[0],
-    )
 
 
 class BuilderNPE(NPE):
@@ -100,5 +79,5 @@ class BuilderNPE(NPE):
 
     def _refuse_proposals(self, message: str) -> None:
         """Raise if any simulations came from a proposal other than the prior."""
-        if max(self._data_round_index, default=0) > 0:
+        if has_proposal_rounds(self):
             raise ValueError(message)

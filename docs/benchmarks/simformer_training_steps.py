@@ -88,7 +88,7 @@ def run(  # noqa: PLR0913
         seconds.append(time.perf_counter() - start)
         pairs.append((task.get_reference_posterior_samples(observation), samples))
     scores = c2st_batch(pairs)
-    epochs = trainer._summary["epochs_trained"][-1]
+    epochs = trainer.summary["epochs_trained"][-1]
     return [
         dict(task=task_name, budget=budget, attention=attention, sde=sde,
              batch=batch, steps=steps, observation=o, c2st=round(float(c), 4),

@@ -58,7 +58,10 @@ from sbi_allinone.diffusion.ode import (
 )
 from sbi_allinone.diffusion.validation import fixed_draws
 from sbi_allinone.inflationary.denoiser import PreconditionedDenoiser
-from sbi_allinone.npe_plugin import flatten_pairs
+from sbi_allinone.sbi_internals import (
+    check_condition_shape,
+    flatten_input_and_condition,
+)
 
 __all__ = ["InflationaryFlowEstimator"]
 
@@ -266,7 +269,7 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
     # -- the sbi interface -----------------------------------------------------------
 
     def _flatten(self, input: Tensor, condition: Tensor) -> tuple[Tensor, Tensor, int]:
-        return flatten_pairs(self, input, condition)
+        return flatten_input_and_condition(self, input, condition)
 
     def latent_log_prob(self, z: Tensor) -> Tensor:
         """``log N(z; 0, Sigma_T)`` ``(B,)`` of scaled latents ``z`` ``(B, D)``."""
@@ -304,7 +307,7 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
             sample_shape: Samples per condition.
             condition: ``(batch_dim, *x_shape)``.
         """
-        self._check_condition_shape(condition)
+        check_condition_shape(self, condition)
         condition = condition.reshape(-1, *self.condition_shape)
         num_samples, batch = math.prod(sample_shape), condition.shape[0]
         context = self._embed(condition).repeat(num_samples, 1)
@@ -347,7 +350,7 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
         """
         if z.ndim != 2 or z.shape[-1] != self.dim:
             raise ValueError(f"`z` must be (batch, {self.dim}), got {tuple(z.shape)}.")
-        self._check_condition_shape(x)
+        check_condition_shape(self, x)
         context = self._embed(x.reshape(-1, *self.condition_shape))
         return self._latent_to_theta(z, context.expand(z.shape[0], -1))
 

@@ -16,6 +16,7 @@ from sbi_allinone.inflationary.denoiser import DenoiserResNet, PreconditionedDen
 from sbi_allinone.inflationary.estimator import InflationaryFlowEstimator
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 from sbi_allinone.npe_plugin import BuilderNPE, check_theta, z_score
+from sbi_allinone.sbi_internals import num_stored_simulations
 
 __all__ = [
     "PATIENCE_STEPS",
@@ -235,7 +236,7 @@ class InflationaryFlow(BuilderNPE):
         kwargs.setdefault("learning_rate", 1e-3)
         if "stop_after_epochs" not in kwargs:
             kwargs["stop_after_epochs"] = patience_epochs(
-                sum(len(theta) for theta in self._theta_roundwise),
+                num_stored_simulations(self),
                 kwargs.get("training_batch_size", 200),
                 kwargs.get("validation_fraction", 0.1),
             )

@@ -46,7 +46,10 @@ from torch import Tensor, nn
 
 from sbi_allinone.inn.blocks import InvertibleSequence
 from sbi_allinone.inn.mmd import DEFAULT_WIDTHS, mmd2
-from sbi_allinone.npe_plugin import flatten_pairs
+from sbi_allinone.sbi_internals import (
+    check_condition_shape,
+    flatten_input_and_condition,
+)
 
 __all__ = ["INNDensityEstimator", "MODES", "MMDSettings"]
 
@@ -183,7 +186,7 @@ class INNDensityEstimator(ConditionalDensityEstimator):
         return theta * self.theta_std + self.theta_mean
 
     def _flatten(self, input: Tensor, condition: Tensor) -> tuple[Tensor, Tensor, int]:
-        return flatten_pairs(self, input, condition)
+        return flatten_input_and_condition(self, input, condition)
 
     def _pad(self, theta_std: Tensor, noise: float) -> Tensor:
         """``[theta, pad]`` for the ``mmd`` core (pad: zeros plus ``noise``)."""
@@ -344,7 +347,7 @@ class INNDensityEstimator(ConditionalDensityEstimator):
             sample_shape: Shape of the samples per condition.
             condition: Data ``(batch_dim, *x_shape)``.
         """
-        self._check_condition_shape(condition)
+        check_condition_shape(self, condition)
         condition = condition.reshape(-1, *self.condition_shape)
         batch = condition.shape[0]
         num_samples = math.prod(sample_shape)
@@ -393,7 +396,7 @@ class INNDensityEstimator(ConditionalDensityEstimator):
         Returns:
             Parameters ``(batch, dim_theta)``.
         """
-        self._check_condition_shape(x)
+        check_condition_shape(self, x)
         if z.ndim != 2 or z.shape[-1] != self.dim_z:
             raise ValueError(
                 f"`z` must be (batch, {self.dim_z}), got {tuple(z.shape)}."

@@ -22,7 +22,7 @@ from sbi.inference.potentials.vector_field_potential import (
     CallableDifferentiablePotentialFunction,
 )
 from sbi.samplers.rejection.rejection import accept_reject_sample
-from sbi.utils.sbiutils import within_support
+from sbi.utils.sbiutils import gradient_ascent, within_support
 from torch import Tensor
 from torch.distributions import Distribution
 
@@ -35,7 +35,7 @@ from sbi_allinone.simformer.sampling import (
     sample_sde,
 )
 
-__all__ = ["SimformerPosterior"]
+__all__ = ["ConditionalPotential", "SimformerPosterior"]
 
 SampleWith = Literal["sde", "ode"]
 
@@ -54,18 +54,103 @@ DEFAULT_ODE_SOLVER = "multistep"
 CACHE_FRIENDLY_ROWS = 500
 
 
-class _ConditionalPotential(BasePotential):
-    """Log-density of the latents (probability-flow ODE) and its gradient (score)."""
+class ConditionalPotential(BasePotential):
+    """Log-density of one conditional's latents and its gradient, in user units.
 
-    def __init__(self, posterior: SimformerPosterior, device: str) -> None:
-        super().__init__(prior=None, x_o=None, device=device)
-        self._posterior = posterior
+    Owns the conversion between user units and the estimator's standardized
+    ``[theta, x]`` rows, the probability-flow ODE's ``log_prob`` and the score. Keeps
+    its observation itself: NaN entries mark missing conditions, which sbi's
+    ``set_x`` would reject.
+
+    Args:
+        estimator: Trained denoiser.
+        condition_mask: ``(n,)`` booleans, ``True`` = conditioned.
+        prior: Density outside whose support ``log_prob`` is ``-inf`` (only for
+            the posterior of the parameters), or ``None``.
+        log_prob_steps: Heun steps of the log-probability ODE.
+        device: Device of evaluation.
+    """
+
+    def __init__(
+        self,
+        estimator: SimformerEstimator,
+        condition_mask: Tensor,
+        prior: Distribution | None,
+        log_prob_steps: int,
+        device: str,
+    ) -> None:
+        self.observation: Tensor | None = None
+        super().__init__(prior=prior, x_o=None, device=device)
+        self.estimator = estimator
+        self.condition_mask = condition_mask
+        self.log_prob_steps = log_prob_steps
+
+    def set_x(self, x_o: Tensor | None, x_is_iid: bool | None = False) -> None:
+        self.observation = None if x_o is None else torch.as_tensor(x_o).float()
+
+    @property
+    def x_o(self) -> Tensor:
+        if self.observation is None:
+            raise ValueError("No observation: call `set_x` first.")
+        return self.observation
+
+    def return_x_o(self) -> Tensor | None:
+        return self.observation
+
+    @property
+    def x_is_iid(self) -> bool:
+        return False
 
     def __call__(self, theta: Tensor, track_gradients: bool = True) -> Tensor:
-        return self._posterior._log_prob_rows(theta, self.x_o.expand(len(theta), -1))
+        return self.log_prob_rows(theta, self.x_o.expand(len(theta), -1))
 
     def gradient(self, theta: Tensor, time: Tensor | None = None) -> Tensor:
-        return self._posterior._score_rows(theta, self.x_o.expand(len(theta), -1))
+        return self.score_rows(theta, self.x_o.expand(len(theta), -1))
+
+    def standardized_rows(
+        self, theta: Tensor | None, x_rows: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Standardized ``(rows, n)`` values (latents zero without ``theta``) and
+        ``(rows, n)`` missing flags (NaN conditions)."""
+        values = torch.zeros(x_rows.shape[0], self.estimator.num_nodes)
+        values[:, self.condition_mask] = x_rows.float()
+        if theta is not None:
+            values[:, ~self.condition_mask] = theta.float()
+        missing = torch.isnan(values) & self.condition_mask
+        values = torch.where(missing, 0.0, self.estimator.standardize(values))
+        return values, missing
+
+    def log_prob_rows(self, theta: Tensor, x_rows: Tensor) -> Tensor:
+        """``(rows,)`` log-densities of ``theta`` rows given ``x_rows``."""
+        chunks = zip(
+            theta.split(CACHE_FRIENDLY_ROWS),
+            x_rows.split(CACHE_FRIENDLY_ROWS),
+            strict=True,
+        )
+        return torch.cat([self._log_prob_chunk(*chunk) for chunk in chunks])
+
+    def _log_prob_chunk(self, theta: Tensor, x_rows: Tensor) -> Tensor:
+        values, missing = self.standardized_rows(theta, x_rows)
+        condition = self.condition_mask.expand_as(values)
+        log_prob = ode_log_prob(
+            self.estimator, values, condition, missing, steps=self.log_prob_steps
+        )
+        # Change of variables from standardized to original units.
+        log_std = torch.log(self.estimator.std[~self.condition_mask]).sum()
+        log_prob = log_prob - log_std
+        if self.prior is not None:
+            inside = within_support(self.prior, theta)
+            log_prob = torch.where(inside, log_prob, -torch.inf)
+        return log_prob.detach()
+
+    def score_rows(self, theta: Tensor, x_rows: Tensor) -> Tensor:
+        """``(rows, num_latent)`` score at the smallest noise level, user units."""
+        values, missing = self.standardized_rows(theta, x_rows)
+        condition = self.condition_mask.expand_as(values)
+        sigma = torch.full((len(values), 1), self.estimator.noise.sigma_min)
+        with torch.no_grad():
+            score = self.estimator.score(values, sigma, condition, missing)
+        return (score / self.estimator.std)[:, ~self.condition_mask]
 
 
 class SimformerPosterior(NeuralPosterior):
@@ -143,27 +228,27 @@ class SimformerPosterior(NeuralPosterior):
         self.sample_with = sample_with
         self.steps = steps or DEFAULT_STEPS[sample_with]
         self.ode_solver = ode_solver
-        self.log_prob_steps = log_prob_steps
         latent = ~condition_mask
         is_parameters = torch.arange(estimator.num_nodes) < estimator.num_parameters
         self.prior = prior if torch.equal(latent, is_parameters) else None
-        super().__init__(_ConditionalPotential(self, device), device=device)
+        potential = ConditionalPotential(
+            self.estimator, condition_mask, self.prior, log_prob_steps, device
+        )
+        super().__init__(potential, device=device)
         self._purpose = "Conditional of a Simformer (sampled by score diffusion)."
+
+    @property
+    def log_prob_steps(self) -> int:
+        """Heun steps of the log-probability ODE."""
+        return self.potential_fn.log_prob_steps
+
+    @log_prob_steps.setter
+    def log_prob_steps(self, steps: int) -> None:
+        self.potential_fn.log_prob_steps = steps
 
     @property
     def num_latent(self) -> int:
         return int((~self.condition_mask).sum())
-
-    def _values(self, theta: Tensor | None, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Standardized full value rows and missing flags for condition rows."""
-        num_rows = x.shape[0]
-        values = torch.zeros(num_rows, self.estimator.num_nodes)
-        values[:, self.condition_mask] = x.float()
-        if theta is not None:
-            values[:, ~self.condition_mask] = theta.float()
-        missing = torch.isnan(values) & self.condition_mask
-        values = torch.where(missing, 0.0, self.estimator.standardize(values))
-        return values, missing
 
     def _check_x(self, x: Tensor) -> Tensor:
         x = torch.as_tensor(x).float()
@@ -196,7 +281,7 @@ class SimformerPosterior(NeuralPosterior):
         return torch.cat([self._draw_rows(chunk) for chunk in chunks])
 
     def _draw_rows(self, x_rows: Tensor) -> Tensor:
-        values, missing = self._values(None, x_rows)
+        values, missing = self.potential_fn.standardized_rows(None, x_rows)
         condition = self.condition_mask.expand_as(values)
         if self.sample_with == "sde":
             out = sample_sde(
@@ -304,7 +389,7 @@ class SimformerPosterior(NeuralPosterior):
                 f"{self.num_latent}), got {tuple(theta.shape)}."
             )
         x = self._check_x(self._x_else_default_x(x))
-        return self._log_prob_rows(theta, x.expand(len(theta), -1))
+        return self.potential_fn.log_prob_rows(theta, x.expand(len(theta), -1))
 
     def _no_density_under_guidance(self, what: str) -> None:
         if self.guidance is not None:
@@ -312,36 +397,6 @@ class SimformerPosterior(NeuralPosterior):
                 f"`{what}` is not available with `guidance`: the guided conditional "
                 "is defined by its sampler only and has no tractable density."
             )
-
-    def _log_prob_rows(self, theta: Tensor, x_rows: Tensor) -> Tensor:
-        chunks = zip(
-            theta.split(CACHE_FRIENDLY_ROWS),
-            x_rows.split(CACHE_FRIENDLY_ROWS),
-            strict=True,
-        )
-        return torch.cat([self._log_prob_chunk(*chunk) for chunk in chunks])
-
-    def _log_prob_chunk(self, theta: Tensor, x_rows: Tensor) -> Tensor:
-        values, missing = self._values(theta, x_rows)
-        condition = self.condition_mask.expand_as(values)
-        log_prob = ode_log_prob(
-            self.estimator, values, condition, missing, steps=self.log_prob_steps
-        )
-        # Change of variables from standardized to original units.
-        log_std = torch.log(self.estimator.std[~self.condition_mask]).sum()
-        log_prob = log_prob - log_std
-        if self.prior is not None:
-            inside = within_support(self.prior, theta)
-            log_prob = torch.where(inside, log_prob, -torch.inf)
-        return log_prob.detach()
-
-    def _score_rows(self, theta: Tensor, x_rows: Tensor) -> Tensor:
-        values, missing = self._values(theta, x_rows)
-        condition = self.condition_mask.expand_as(values)
-        sigma = torch.full((len(values), 1), self.estimator.noise.sigma_min)
-        with torch.no_grad():
-            score = self.estimator.score(values, sigma, condition, missing)
-        return (score / self.estimator.std)[:, ~self.condition_mask]
 
     def map(
         self,
@@ -367,19 +422,24 @@ class SimformerPosterior(NeuralPosterior):
         if self.default_x is None:
             raise ValueError("Set `x` first with `set_default_x` (or pass `x`).")
         if self._map is None or force_update:
-            self.potential_fn._x_o = self.default_x  # set_x would reject NaN
+            self.potential_fn.set_x(self.default_x)
             differentiable = CallableDifferentiablePotentialFunction(self.potential_fn)
-            original, self.potential_fn = self.potential_fn, differentiable
-            try:
-                self._map = self._calculate_map(
-                    num_iter=num_iter,
-                    num_to_optimize=num_to_optimize,
-                    learning_rate=learning_rate,
-                    init_method=init_method,
-                    num_init_samples=num_init_samples,
-                    save_best_every=save_best_every,
-                    show_progress_bars=show_progress_bars,
-                )
-            finally:
-                self.potential_fn = original
+            inits = init_method
+            if not isinstance(init_method, Tensor):
+                if init_method != "posterior":
+                    raise ValueError(
+                        "`init_method` must be 'posterior' or a tensor of "
+                        f"initial parameters, got {init_method!r}."
+                    )
+                inits = self.sample((num_init_samples,))
+            self._map = gradient_ascent(
+                potential_fn=differentiable,
+                inits=inits,
+                theta_transform=self.theta_transform,
+                num_iter=num_iter,
+                num_to_optimize=num_to_optimize,
+                learning_rate=learning_rate,
+                save_best_every=save_best_every,
+                show_progress_bars=show_progress_bars,
+            )[0]
         return self._map

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from sbi.inference.trainers._contracts import StartIndexContext, TrainConfig
 from sbi.inference.trainers.base import NeuralInference
 from torch import Tensor
 from torch.distributions import Distribution
@@ -22,6 +21,12 @@ from torch.nn.utils import clip_grad_norm_
 
 from sbi_allinone.diffusion.noise import NoiseLevels, make_noise
 from sbi_allinone.diffusion.validation import fixed_draws
+from sbi_allinone.sbi_internals import (
+    StartIndexContext,
+    TrainConfig,
+    num_stored_simulations,
+    store_prior_round,
+)
 from sbi_allinone.simformer.condition import condition_masks, sample_condition_masks
 from sbi_allinone.simformer.estimator import (
     MaskKind,
@@ -178,10 +183,7 @@ class Simformer(NeuralInference):
                 stacklevel=2,
             )
         x = torch.where(missing, torch.nan, x)
-        self._theta_roundwise.append(theta)
-        self._x_roundwise.append(x)
-        self._prior_masks.append(torch.ones(theta.shape[0], 1, dtype=torch.bool))
-        self._data_round_index.append(0)
+        store_prior_round(self, theta, x)
         return self
 
     def train(
@@ -233,9 +235,9 @@ class Simformer(NeuralInference):
         Returns:
             The trained estimator.
         """
-        if not self._theta_roundwise:
+        num_simulations = num_stored_simulations(self)
+        if num_simulations == 0:
             raise ValueError("No simulations: call `append_simulations` first.")
-        num_simulations = sum(len(theta) for theta in self._theta_roundwise)
         if num_steps is None:
             num_steps = default_num_steps(num_simulations)
         if training_batch_size is None:

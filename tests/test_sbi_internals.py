@@ -1,0 +1,98 @@
+"""sbi's private surface that ``sbi_allinone.sbi_internals`` relies on.
+
+A failure here means the installed sbi moved a private name: fix the adapter (one
+file) and the version range in ``pyproject.toml``.
+"""
+
+import dataclasses
+import inspect
+import re
+from pathlib import Path
+
+import torch
+from sbi.inference import NPE
+from sbi.inference.trainers.base import NeuralInference
+from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
+
+import sbi_allinone
+from sbi_allinone import sbi_internals
+from sbi_allinone.sbi_internals import (
+    ESTIMATOR_CHECKS,
+    ROUND_STORES,
+    TRAINER_HOOKS,
+    TrainConfig,
+    has_proposal_rounds,
+    num_stored_simulations,
+    store_prior_round,
+)
+
+PACKAGE = Path(sbi_allinone.__file__).parent
+
+
+def test_trainer_hooks_keep_their_signatures():
+    expected = {
+        "_run_training_loop": [
+            "self",
+            "train_loader",
+            "val_loader",
+            "train_config",
+            "loss_args",
+            "summarization_kwargs",
+        ],
+        "_train_epoch": ["self", "train_loader", "clip_max_norm", "loss_args"],
+        "_validate_epoch": ["self", "val_loader", "loss_args"],
+        "_initialize_neural_network": ["self", "retrain_from_scratch", "start_idx"],
+        "_get_start_index": ["self", "context"],
+        "_get_losses": ["self", "batch", "loss_args"],
+        "_get_potential_function": ["self", "prior", "estimator"],
+    }
+    assert set(expected) == set(TRAINER_HOOKS)
+    for name, parameters in expected.items():
+        hook = getattr(NeuralInference, name)
+        assert list(inspect.signature(hook).parameters) == parameters, name
+
+
+def test_train_config_has_the_fields_the_trainers_set():
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    assert {
+        "training_batch_size",
+        "learning_rate",
+        "validation_fraction",
+        "stop_after_epochs",
+        "max_num_epochs",
+        "resume_training",
+        "retrain_from_scratch",
+        "show_train_summary",
+        "clip_max_norm",
+    } <= fields
+
+
+def test_estimator_checks_exist():
+    for name in ESTIMATOR_CHECKS:
+        assert callable(getattr(ConditionalDensityEstimator, name)), name
+
+
+def test_round_stores_round_trip_through_sbi():
+    trainer = NPE(show_progress_bars=False)
+    for name in ROUND_STORES:
+        assert getattr(trainer, name) == [], name
+    theta, x = torch.randn(5, 2), torch.randn(5, 3)
+    store_prior_round(trainer, theta, x)
+    stored_theta, stored_x, from_prior = trainer.get_simulations()
+    assert torch.equal(stored_theta, theta) and torch.equal(stored_x, x)
+    assert from_prior.all()
+    assert num_stored_simulations(trainer) == 5
+    assert not has_proposal_rounds(trainer)
+
+
+def test_no_other_module_touches_sbi_private_names():
+    private = (*ROUND_STORES, *ESTIMATOR_CHECKS, "_summary", "_x_o", "_contracts")
+    pattern = re.compile(r"\.(" + "|".join(re.escape(n) for n in private) + r")\b")
+    adapter = Path(sbi_internals.__file__).resolve()
+    offenders = [
+        f"{path.relative_to(PACKAGE)}: {match.group(0)}"
+        for path in PACKAGE.rglob("*.py")
+        if path.resolve() != adapter
+        for match in pattern.finditer(path.read_text())
+    ]
+    assert not offenders, offenders
