@@ -30,7 +30,17 @@ def parse_numbers(text: str) -> list[int]:
 
 
 def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+    """Split on commas outside brackets: ``"npe,iflow[steps=64,solver=heun]"``."""
+    names, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            names.append(current)
+            current = ""
+        else:
+            current += char
+    names.append(current)
+    return [name.strip() for name in names if name.strip()]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +58,14 @@ def _parser() -> argparse.ArgumentParser:
         "--target likelihood); re-running resumes.",
     )
     bench.add_argument("--tasks", type=_names, default=["two_moons"])
-    bench.add_argument("--methods", type=_names, default=["npe"])
+    bench.add_argument(
+        "--methods",
+        type=_names,
+        default=["npe"],
+        help="registered methods (see `list`), comma-separated; options in "
+        "brackets go to the method's training function, e.g. "
+        "'npe,simformer[num_steps=10000,ode_solver=heun]'",
+    )
     bench.add_argument("--budgets", type=parse_numbers, default=[1000])
     bench.add_argument("--observations", type=parse_numbers, default=list(range(1, 11)))
     bench.add_argument("--seeds", type=parse_numbers, default=[1])

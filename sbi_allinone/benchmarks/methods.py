@@ -8,10 +8,19 @@ A method is a plain module-level function
 :class:`Method` pickles by reference and runs in worker processes or on a cluster.
 Methods registered with ``needs_task=True`` also get ``task=<task name>`` (the
 Simformer's graph variants use it to look up the task's dependency graph).
+
+A method name may carry options for its training function, e.g.
+``simformer[num_steps=10000,ode_solver=heun]`` or ``iflow[steps=256]``: values are
+Python literals (numbers, ``True``, ``None``) or else strings. The options a
+method accepts are its training function's keyword arguments; others are an error
+before anything runs.
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -35,6 +44,7 @@ __all__ = [
     "TrainedPosterior",
     "available_methods",
     "get_method",
+    "parse_method_spec",
     "register_method",
 ]
 
@@ -133,18 +143,81 @@ def register_method(
     return method
 
 
+def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"name[key=value,...]"`` into the name and its options.
+
+    Args:
+        spec: A registered name, optionally with options in brackets.
+
+    Returns:
+        The name and a dict of options (values as Python literals where they
+        parse as one, else strings).
+    """
+    match = re.fullmatch(r"\s*([\w-]+)\s*(?:\[(.*)\])?\s*", spec)
+    if match is None:
+        raise ValueError(
+            f"A method must be 'name' or 'name[key=value,...]', got {spec!r}."
+        )
+    options: dict[str, Any] = {}
+    for item in (match.group(2) or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key.isidentifier():
+            raise ValueError(f"Options of {spec!r} must be key=value, got {item!r}.")
+        options[key] = _literal(value)
+    return match.group(1), options
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def get_method(name: str) -> Method:
-    """Return the registered method called ``name``.
+    """The registered method called ``name``, with its options applied.
+
+    Args:
+        name: A registered name, or ``"name[key=value,...]"``: the options are
+            passed to the method's training function as keyword arguments.
 
     Raises:
-        ValueError: For an unknown name; the message lists the registered ones.
+        ValueError: For an unknown name (the message lists the registered ones) or
+            options the training function does not take.
     """
+    base_name, options = parse_method_spec(name)
     try:
-        return _REGISTRY[name]
+        method = _REGISTRY[base_name]
     except KeyError:
         raise ValueError(
-            f"Unknown method {name!r}; registered: {', '.join(available_methods())}."
+            f"Unknown method {base_name!r}; registered: "
+            f"{', '.join(available_methods())}."
         ) from None
+    if not options:
+        return method
+    signature = inspect.signature(method.train)
+    try:
+        signature.bind(None, None, None, False, **options)
+    except TypeError:
+        accepted = [
+            p.name
+            for p in list(signature.parameters.values())[4:]
+            if p.kind is not inspect.Parameter.VAR_KEYWORD and p.name != "task"
+        ]
+        raise ValueError(
+            f"Method {base_name!r} takes the options {accepted or 'none'}; got "
+            f"{sorted(options)}."
+        ) from None
+    spec = base_name + "[" + ",".join(f"{k}={v}" for k, v in options.items()) + "]"
+    return Method(
+        spec,
+        partial(method.train, **options),
+        f"{method.description}; {spec}",
+        method.normalized_log_prob,
+        method.needs_task,
+    )
 
 
 def available_methods() -> list[str]:
@@ -273,23 +346,34 @@ def train_simformer(
     show_progress_bars: bool = False,
     task: str | None = None,
     attention: str = "dense",
+    sde: str = "edm",
+    num_steps: int | None = None,
+    training_batch_size: int | None = None,
+    sample_with: str | None = None,
+    steps: int | None = None,
+    ode_solver: str | None = None,
 ) -> TrainedPosterior:
-    """The Simformer at its defaults: ``Simformer(prior).train()`` (EDM noise levels,
-    :func:`~sbi_allinone.simformer.trainer.default_num_steps`), the default ODE
-    sampler; graph masks from the task's dependency graph."""
+    """The Simformer: ``Simformer(prior).train()`` at its defaults (EDM noise levels,
+    :func:`~sbi_allinone.simformer.trainer.default_num_steps`, the default ODE
+    sampler) unless options say otherwise (``simformer[num_steps=10000]``); graph
+    masks from the task's dependency graph."""
     graph = None if attention == "dense" else task_graph(task)
     inference = Simformer(
         prior,
+        sde=sde,
         attention=attention,
         graph=graph,
         tracker=NullTracker(),
         show_progress_bars=show_progress_bars,
     )
-    inference.append_simulations(theta, x).train()
+    inference.append_simulations(theta, x).train(
+        num_steps=num_steps, training_batch_size=training_batch_size
+    )
+    sampler = {"sample_with": sample_with, "steps": steps}
     return TrainedPosterior(
-        inference.build_posterior(),
+        inference.build_posterior(**sampler, ode_solver=ode_solver),
         _epochs(inference),
-        likelihood=inference.build_likelihood(),
+        likelihood=inference.build_likelihood(**sampler),
     )
 
 

@@ -184,8 +184,8 @@ def make_cells(
         list(budgets),
         list(seeds),
     )
-    for name in methods:
-        get_method(name)
+    # Canonical names: "iflow[ steps = 64 ]" and "iflow[steps=64]" are one method.
+    methods = [get_method(name).name for name in methods]
     for name in tasks:
         check_task_name(name)
     if any(b < 2 for b in budgets):
