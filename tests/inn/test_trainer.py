@@ -55,32 +55,6 @@ def test_npe_drop_in_matches_the_analytic_posterior(trained_ml):
     assert error.abs().mean() < 0.15
 
 
-def test_sbi_diagnostics_accept_the_posterior(trained_ml):
-    from sbi.diagnostics import check_sbc, run_sbc, run_tarp
-
-    posterior = trained_ml.build_posterior()
-    thetas, xs = _simulate(20)
-    ranks, dap = run_sbc(
-        thetas, xs, posterior, num_posterior_samples=50, show_progress_bar=False
-    )
-    assert ranks.shape == (20, 2)
-    check_sbc(ranks, thetas, dap, num_posterior_samples=50)
-    ecp, alpha = run_tarp(
-        thetas,
-        xs,
-        posterior,
-        num_posterior_samples=50,
-        num_bins=5,
-        show_progress_bar=False,
-    )
-    assert ecp.shape == alpha.shape
-    ranks, _ = run_sbc(
-        thetas[:5], xs[:5], posterior, num_posterior_samples=10,
-        reduce_fns=posterior.log_prob, show_progress_bar=False,
-    )  # fmt: skip
-    assert ranks.shape == (5, 1)
-
-
 def test_trainer_pickles_and_seeds_reproduce(trained_ml, tmp_path):
     posterior = trained_ml.build_posterior()
     path = tmp_path / "inn.pt"

@@ -111,39 +111,6 @@ def test_bad_conditions(trained):
         trained.build_posterior().sample((2,), x=torch.zeros(1, 2))
 
 
-@pytest.mark.filterwarnings("ignore:.*(SBC|TARP).*:UserWarning")
-def test_sbi_diagnostics_accept_the_posterior(trained):
-    from sbi.diagnostics import check_sbc, run_sbc, run_tarp
-
-    posterior = trained.build_posterior(steps=5)
-    thetas = PRIOR.sample((8,))
-    xs = torch.cat([thetas, thetas.sum(1, True)], 1)
-    ranks, dap = run_sbc(
-        thetas, xs, posterior, num_posterior_samples=20, show_progress_bar=False
-    )
-    assert ranks.shape == (8, 2) and dap.shape == (8, 2)
-    check_sbc(ranks, thetas, dap, num_posterior_samples=20)
-    ecp, alpha = run_tarp(
-        thetas,
-        xs,
-        posterior,
-        num_posterior_samples=20,
-        num_bins=4,
-        show_progress_bar=False,
-    )
-    assert ecp.shape == alpha.shape
-    ranks, _ = run_sbc(
-        thetas[:3],
-        xs[:3],
-        posterior,
-        num_posterior_samples=5,
-        reduce_fns=posterior.log_prob,
-        show_progress_bar=False,
-        use_batched_sampling=False,
-    )
-    assert ranks.shape == (3, 1)
-
-
 def test_pickle_round_trip(trained, tmp_path):
     posterior = trained.build_posterior(steps=5)
     path = tmp_path / "simformer.pt"
