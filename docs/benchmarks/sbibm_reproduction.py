@@ -26,7 +26,7 @@ import argparse
 from pathlib import Path
 
 from sbi_allinone.benchmarks import Cell, RunSettings, read_results, run_cell
-from sbi_allinone.benchmarks.runner import append_results
+from sbi_allinone.benchmarks.results import append_results
 
 TASKS = (
     "two_moons",

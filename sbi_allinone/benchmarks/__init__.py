@@ -1,5 +1,11 @@
 """Benchmarks: sbibm's tasks on current sbi, a method registry, a runner and reports."""
 
+from sbi_allinone.benchmarks.cells import (
+    Cell,
+    RunSettings,
+    cell_simulations,
+    make_cells,
+)
 from sbi_allinone.benchmarks.methods import (
     Method,
     TrainedPosterior,
@@ -8,15 +14,8 @@ from sbi_allinone.benchmarks.methods import (
     register_method,
 )
 from sbi_allinone.benchmarks.report import write_report
-from sbi_allinone.benchmarks.runner import (
-    Cell,
-    RunSettings,
-    cell_simulations,
-    make_cells,
-    read_results,
-    run_benchmark,
-    run_cell,
-)
+from sbi_allinone.benchmarks.results import read_results
+from sbi_allinone.benchmarks.runner import run_benchmark, run_cell
 from sbi_allinone.benchmarks.tasks import TASK_NAMES, Task, get_task
 
 __all__ = [

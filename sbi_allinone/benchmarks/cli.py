@@ -208,7 +208,8 @@ def _report(
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from sbi_allinone.benchmarks.runner import RunSettings, make_cells, run_benchmark
+    from sbi_allinone.benchmarks.cells import RunSettings, make_cells
+    from sbi_allinone.benchmarks.runner import run_benchmark
 
     try:
         settings = RunSettings(

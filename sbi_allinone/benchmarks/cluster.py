@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from sbi_allinone.benchmarks.cells import Cell, RunSettings
 from sbi_allinone.benchmarks.methods import get_method
-from sbi_allinone.benchmarks.runner import Cell, RunSettings, append_results, run_cell
+from sbi_allinone.benchmarks.results import append_results
+from sbi_allinone.benchmarks.runner import run_cell
 
 __all__ = ["dask_client", "run_on_dask"]
 

@@ -19,7 +19,7 @@ from sbi_allinone.benchmarks.published import (
     REPRODUCES,
     published_summary,
 )
-from sbi_allinone.benchmarks.runner import read_results
+from sbi_allinone.benchmarks.results import read_results
 
 __all__ = [
     "BASELINES",
@@ -43,7 +43,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     """Aggregate rows over observations and seeds per task, budget, classifier, method.
 
     Args:
-        rows: Rows as returned by :func:`~sbi_allinone.benchmarks.runner.read_results`.
+        rows: Rows as returned by :func:`~sbi_allinone.benchmarks.results.read_results`.
 
     Returns:
         One dict per (task, budget, method), sorted, with ``c2st_mean``, ``c2st_sd``
@@ -164,7 +164,7 @@ def published_table(rows: list[dict]) -> str:
     :data:`AGREEMENT`, or within the published standard deviation).
 
     Args:
-        rows: Results rows (see :func:`~sbi_allinone.benchmarks.runner.read_results`).
+        rows: Results rows (see :func:`~sbi_allinone.benchmarks.results.read_results`).
 
     Returns:
         A markdown table, or an empty string if no row reproduces a published

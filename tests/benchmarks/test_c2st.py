@@ -6,15 +6,12 @@ import pytest
 import torch
 from sbi.utils.metrics import c2st as sklearn_c2st
 
-from sbi_allinone.benchmarks.c2st import (
-    SBIBM_SETTINGS,
-    MLPSettings,
+from sbi_allinone.benchmarks.c2st import SBIBM_SETTINGS, MLPSettings, c2st, c2st_batch
+from sbi_allinone.benchmarks.c2st_mlp import (
     _adam_step,
     _Classifiers,
     _Members,
     _step_sizes,
-    c2st,
-    c2st_batch,
 )
 
 

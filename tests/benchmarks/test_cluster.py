@@ -12,7 +12,7 @@ from pathlib import Path
 from dask.distributed import LocalCluster
 
 from sbi_allinone.benchmarks import RunSettings, make_cells, read_results, run_benchmark
-from sbi_allinone.benchmarks.runner import RESULTS_FILE
+from sbi_allinone.benchmarks.results import RESULTS_FILE
 
 from .helpers import STARTS_LOG, register_test_methods
 

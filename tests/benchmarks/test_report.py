@@ -6,7 +6,7 @@ import pytest
 
 from sbi_allinone.benchmarks import read_results
 from sbi_allinone.benchmarks.report import markdown_table, summarize, write_report
-from sbi_allinone.benchmarks.runner import COLUMNS, append_results
+from sbi_allinone.benchmarks.results import COLUMNS, append_results
 
 
 def _row(method, budget, observation, c2st, train=10.0, sample=1.0, seed=1):

@@ -15,12 +15,8 @@ from sbi_allinone.benchmarks import (
     run_benchmark,
     run_cell,
 )
-from sbi_allinone.benchmarks.runner import (
-    COLUMNS,
-    RESULTS_FILE,
-    completed_cells,
-    data_seed,
-)
+from sbi_allinone.benchmarks.cells import data_seed
+from sbi_allinone.benchmarks.results import COLUMNS, RESULTS_FILE, completed_cells
 
 from .helpers import FAST, register_test_methods
 
@@ -257,7 +253,7 @@ def _legacy_file(folder):
 
 
 def test_legacy_results_are_read_as_sklearn_and_migrated(tmp_path):
-    from sbi_allinone.benchmarks.runner import append_results
+    from sbi_allinone.benchmarks.results import append_results
 
     _legacy_file(tmp_path)
     (old,) = read_results(tmp_path)
