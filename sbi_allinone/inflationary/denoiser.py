@@ -13,6 +13,8 @@ denoising loss ``|(D(u + n, t) - u) / c_out|²`` with ``n ~ N(0, diag gamma(t))`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -22,6 +24,20 @@ from sbi_allinone.diffusion.preconditioning import edm_preconditioning
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 
 __all__ = ["DenoiserResNet", "PreconditionedDenoiser"]
+
+
+@dataclass(frozen=True)
+class DenoiserDefaults:
+    """The denoiser's defaults, defined once (used here and by
+    :func:`sbi_allinone.inflationary_flow_nn`)."""
+
+    hidden_features: int = 128
+    num_layers: int = 5
+    time_features: int = 16
+    ema_decay: float | None = 0.999
+
+
+DENOISER_DEFAULTS = DenoiserDefaults()
 
 
 class DenoiserResNet(nn.Module):
@@ -44,9 +60,9 @@ class DenoiserResNet(nn.Module):
         self,
         dim: int,
         context_dim: int,
-        hidden_features: int = 128,
-        num_layers: int = 5,
-        time_features: int = 16,
+        hidden_features: int = DENOISER_DEFAULTS.hidden_features,
+        num_layers: int = DENOISER_DEFAULTS.num_layers,
+        time_features: int = DENOISER_DEFAULTS.time_features,
     ) -> None:
         super().__init__()
         self.time_embedding = FourierEmbedding(time_features, "geometric")
@@ -99,7 +115,7 @@ class PreconditionedDenoiser(AveragedNetwork, nn.Module):
         self,
         net: nn.Module,
         schedule: InflationarySchedule,
-        ema_decay: float | None = 0.999,
+        ema_decay: float | None = DENOISER_DEFAULTS.ema_decay,
     ) -> None:
         super().__init__()
         self.net, self.schedule, self.ema_decay = net, schedule, ema_decay

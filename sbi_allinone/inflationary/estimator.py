@@ -68,6 +68,15 @@ __all__ = ["InflationaryFlowEstimator"]
 Solver = Literal["heun", "adaptive"]
 
 
+#: Default Heun steps per schedule. The compressed directions of a PR-reducing
+#: schedule contract at a rate of about one per unit time, which steps of T/64 = 0.33
+#: follow with a local error of 2-3% per step; 256 steps bring that down 64-fold.
+DEFAULT_STEPS = {"prp": 64, "prr": 256}
+
+#: Fixed (time, noise) draws per validation example.
+DEFAULT_VALIDATION_DRAWS = 4
+
+
 class InflationaryFlowEstimator(ConditionalDensityEstimator):
     """Conditional inflationary flow; built by :func:`inflationary_flow_nn`.
 
@@ -99,12 +108,12 @@ class InflationaryFlowEstimator(ConditionalDensityEstimator):
         x_mean: Tensor,
         x_std: Tensor,
         condition_shape: torch.Size,
-        steps: int = 64,
+        steps: int = DEFAULT_STEPS["prp"],
         solver: Solver = "heun",
         atol: float = 1e-5,
         rtol: float = 1e-5,
         exact_trace_max_dim: int = 10,
-        validation_draws: int = 4,
+        validation_draws: int = DEFAULT_VALIDATION_DRAWS,
     ) -> None:
         super().__init__(denoiser, torch.Size([theta_mean.numel()]), condition_shape)
         self._embedding_net = embedding_net

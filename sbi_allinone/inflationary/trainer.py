@@ -12,9 +12,17 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from sbi_allinone.inflationary.denoiser import DenoiserResNet, PreconditionedDenoiser
-from sbi_allinone.inflationary.estimator import InflationaryFlowEstimator
-from sbi_allinone.inflationary.schedule import InflationarySchedule
+from sbi_allinone.inflationary.denoiser import (
+    DENOISER_DEFAULTS,
+    DenoiserResNet,
+    PreconditionedDenoiser,
+)
+from sbi_allinone.inflationary.estimator import (
+    DEFAULT_STEPS,
+    DEFAULT_VALIDATION_DRAWS,
+    InflationaryFlowEstimator,
+)
+from sbi_allinone.inflationary.schedule import SCHEDULE_DEFAULTS, InflationarySchedule
 from sbi_allinone.npe_plugin import BuilderNPE, check_theta, z_score
 from sbi_allinone.sbi_internals import num_stored_simulations
 
@@ -28,11 +36,6 @@ __all__ = [
 
 #: Early-stopping patience of :meth:`InflationaryFlow.train`, in optimizer steps.
 PATIENCE_STEPS = 20_000
-
-#: Default Heun steps per schedule. The compressed directions of a PR-reducing
-#: schedule contract at a rate of about one per unit time, which steps of T/64 = 0.33
-#: follow with a local error of 2-3% per step; 256 steps bring that down 64-fold.
-DEFAULT_STEPS = {"prp": 64, "prr": 256}
 
 
 def _pca(theta_standardized: Tensor, floor: float) -> tuple[Tensor, Tensor]:
@@ -75,18 +78,18 @@ def inflationary_flow_nn(
     schedule: Literal["prp", "prr"] = "prp",
     latent_dim: int | float | None = None,
     gap: float = 1.02,
-    gamma0: float = 1e-6,
-    rho: float = 1.0,
-    t_max: float = 21.2,
-    hidden_features: int = 128,
-    num_layers: int = 5,
+    gamma0: float = SCHEDULE_DEFAULTS.gamma0,
+    rho: float = SCHEDULE_DEFAULTS.rho,
+    t_max: float = SCHEDULE_DEFAULTS.t_max,
+    hidden_features: int = DENOISER_DEFAULTS.hidden_features,
+    num_layers: int = DENOISER_DEFAULTS.num_layers,
     embedding_net: nn.Module | None = None,
     z_score_x: str | None = "independent",
     steps: int | None = None,
     solver: Literal["heun", "adaptive"] = "heun",
     eigenvalue_floor: float = 1e-4,
-    ema_decay: float | None = 0.999,
-    validation_draws: int = 4,
+    ema_decay: float | None = DENOISER_DEFAULTS.ema_decay,
+    validation_draws: int = DEFAULT_VALIDATION_DRAWS,
     seed: int | None = None,
 ) -> Callable[[Tensor, Tensor], InflationaryFlowEstimator]:
     """Builder of an inflationary-flow posterior estimator for

@@ -8,6 +8,8 @@ Every block maps ``u -> v`` with ``forward(u, context) -> (v, log_det)`` and bac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -43,6 +45,21 @@ def _subnet(
     return nn.Sequential(*modules, last)
 
 
+@dataclass(frozen=True)
+class CoreDefaults:
+    """The INN core's architecture defaults, defined once (used by
+    :func:`build_core`, :class:`AffineCoupling` and :func:`sbi_allinone.inn_nn`)."""
+
+    num_blocks: int = 6
+    hidden_features: int = 128
+    num_layers: int = 2
+    clamp: float = 2.0
+    mixing: str = "permutation"
+
+
+CORE_DEFAULTS = CoreDefaults()
+
+
 class AffineCoupling(nn.Module):
     """Two-sided affine coupling (the INN paper's block): both halves are transformed.
 
@@ -57,9 +74,9 @@ class AffineCoupling(nn.Module):
         self,
         dim: int,
         context_dim: int = 0,
-        hidden_features: int = 128,
-        num_layers: int = 2,
-        clamp: float = 2.0,
+        hidden_features: int = CORE_DEFAULTS.hidden_features,
+        num_layers: int = CORE_DEFAULTS.num_layers,
+        clamp: float = CORE_DEFAULTS.clamp,
     ) -> None:
         super().__init__()
         if dim < 1:
@@ -211,11 +228,11 @@ class InvertibleSequence(nn.Module):
 def build_core(
     dim: int,
     context_dim: int = 0,
-    num_blocks: int = 6,
-    hidden_features: int = 128,
-    num_layers: int = 2,
-    clamp: float = 2.0,
-    mixing: str = "permutation",
+    num_blocks: int = CORE_DEFAULTS.num_blocks,
+    hidden_features: int = CORE_DEFAULTS.hidden_features,
+    num_layers: int = CORE_DEFAULTS.num_layers,
+    clamp: float = CORE_DEFAULTS.clamp,
+    mixing: str = CORE_DEFAULTS.mixing,
     seed: int = 0,
 ) -> InvertibleSequence:
     """The INN core: ``num_blocks`` times [ActNorm, AffineCoupling, mixing].

@@ -45,7 +45,7 @@ from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 from torch import Tensor, nn
 
 from sbi_allinone.inn.blocks import InvertibleSequence
-from sbi_allinone.inn.mmd import DEFAULT_WIDTHS, mmd2
+from sbi_allinone.inn.mmd import mmd2
 from sbi_allinone.sbi_internals import (
     check_condition_shape,
     flatten_input_and_condition,
@@ -66,6 +66,8 @@ _NO_DENSITY = (
 
 class MMDSettings(nn.Module):
     """Weights, kernels and noise of the MMD terms (all in standardized units).
+
+    No defaults here: they are defined once, by :func:`sbi_allinone.inn_nn`.
 
     Args:
         weight_y: ``lambda_y`` of the forward prediction loss (``mmd`` mode).
@@ -89,16 +91,17 @@ class MMDSettings(nn.Module):
 
     def __init__(
         self,
-        weight_y: float = 50.0,
-        weight_z: float = 500.0,
-        weight_x: float = 500.0,
-        widths: Sequence[float] = DEFAULT_WIDTHS,
-        ramp_steps: int = 2000,
-        y_noise: float = 0.2,
-        pad_noise: float = 0.1,
-        weight_reconstruction: float = 1.0,
-        match_padding: bool = True,
-        joint_inverse: bool = True,
+        *,
+        weight_y: float,
+        weight_z: float,
+        weight_x: float,
+        widths: Sequence[float],
+        ramp_steps: int,
+        y_noise: float,
+        pad_noise: float,
+        weight_reconstruction: float,
+        match_padding: bool,
+        joint_inverse: bool,
     ) -> None:
         super().__init__()
         self.weight_reconstruction = weight_reconstruction

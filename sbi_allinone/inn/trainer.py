@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from sbi_allinone.inn.blocks import build_core
+from sbi_allinone.inn.blocks import CORE_DEFAULTS, build_core
 from sbi_allinone.inn.estimator import MODES, INNDensityEstimator, MMDSettings, Mode
 from sbi_allinone.inn.mmd import DEFAULT_WIDTHS
 from sbi_allinone.npe_plugin import BuilderNPE, check_theta, z_score
@@ -23,11 +23,11 @@ MAX_MMD_Y_DIM = 16
 
 def inn_nn(
     mode: Mode = "ml",
-    num_blocks: int = 6,
-    hidden_features: int = 128,
-    num_layers: int = 2,
-    clamp: float = 2.0,
-    mixing: str = "permutation",
+    num_blocks: int = CORE_DEFAULTS.num_blocks,
+    hidden_features: int = CORE_DEFAULTS.hidden_features,
+    num_layers: int = CORE_DEFAULTS.num_layers,
+    clamp: float = CORE_DEFAULTS.clamp,
+    mixing: str = CORE_DEFAULTS.mixing,
     embedding_net: nn.Module | None = None,
     z_score_theta: str | None = "independent",
     z_score_x: str | None = "independent",
@@ -116,11 +116,16 @@ def inn_nn(
                 f"{tuple(y.shape)}. Pass an `embedding_net` that flattens `x`."
             )
         dim_theta, dim_y = theta.shape[1], y.shape[1]
+        latent_weight = weight_z
+        if latent_weight is None:
+            latent_weight = 500.0 if mode == "mmd" else 50.0
         settings = MMDSettings(
-            weight_y,
-            (500.0 if mode == "mmd" else 50.0) if weight_z is None else weight_z,
-            weight_x, kernel_widths, ramp_steps, y_noise, pad_noise,
-            weight_reconstruction, match_padding, joint_inverse,
+            weight_y=weight_y,
+            weight_z=latent_weight,
+            weight_x=weight_x, widths=kernel_widths, ramp_steps=ramp_steps,
+            y_noise=y_noise, pad_noise=pad_noise,
+            weight_reconstruction=weight_reconstruction,
+            match_padding=match_padding, joint_inverse=joint_inverse,
         )  # fmt: skip
         if mode == "mmd":
             core, dim_z = _mmd_core(dim_theta, dim_y, latent_dim, padded_dim, embedding)
