@@ -29,14 +29,12 @@ The first step is first order; the last, to :math:`\sigma = 0`, returns :math:`D
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
-__all__ = ["multistep"]
+from sbi_allinone.diffusion.stochastic import Denoiser
 
-Denoiser = Callable[[Tensor, Tensor], Tensor]
+__all__ = ["multistep"]
 
 
 @torch.no_grad()
@@ -63,15 +61,15 @@ def multistep(
     sigmas = sigmas.double()
     lambdas = -sigmas.log()
     previous = None
-    for i, sigma in enumerate(sigmas):
-        denoised = denoise(x, torch.full_like(x[:, :1], float(sigma)))
-        if i == len(sigmas) - 1:
-            return torch.where(latent, denoised, x)
-        ratio = float(sigmas[i + 1] / sigma)
+    for i in range(len(sigmas) - 1):
+        denoised = denoise(x, torch.full_like(x[:, :1], float(sigmas[i])))
+        ratio = float(sigmas[i + 1] / sigmas[i])
         step = ratio * x + (1 - ratio) * denoised
         if previous is not None:
             h = float(lambdas[i + 1] - lambdas[i])
             slope = (denoised - previous) / float(lambdas[i] - lambdas[i - 1])
             step = step + (1 - ratio) * h / 2 * slope
         x, previous = torch.where(latent, step, x), denoised
-    raise AssertionError("unreachable")
+    # The last step, to sigma = 0, is the denoiser's output.
+    denoised = denoise(x, torch.full_like(x[:, :1], float(sigmas[-1])))
+    return torch.where(latent, denoised, x)

@@ -177,9 +177,6 @@ class SimformerPosterior(NeuralPosterior):
         device: Device of sampling.
     """
 
-    #: Posteriors saved before the multistep solver existed sample with Heun.
-    ode_solver = "heun"
-
     def __init__(
         self,
         estimator: SimformerEstimator,
