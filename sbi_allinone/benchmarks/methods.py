@@ -241,8 +241,8 @@ def train_simformer(
     prior: Distribution,
     show_progress_bars: bool = False,
     task: str | None = None,
-    attention: str = "dense",
-    sde: str = "edm",
+    attention: str | None = None,
+    sde: str | None = None,
     num_steps: int | None = None,
     training_batch_size: int | None = None,
     sample_with: str | None = None,
@@ -250,17 +250,17 @@ def train_simformer(
     ode_solver: str | None = None,
 ) -> TrainedPosterior:
     """The Simformer: ``Simformer(prior).train()`` at its defaults (EDM noise levels,
-    :func:`~sbi_allinone.simformer.trainer.default_num_steps`, the default ODE
+    :func:`~sbi_allinone.simformer.schedule.default_num_steps`, the default ODE
     sampler) unless options say otherwise (``simformer[num_steps=10000]``); graph
-    masks from the task's dependency graph."""
-    graph = None if attention == "dense" else task_graph(task)
+    masks from the task's dependency graph. Options left ``None`` take the
+    Simformer's own defaults, so that they are defined in one place."""
+    given = {"sde": sde, "attention": attention}
     inference = Simformer(
         prior,
-        sde=sde,
-        attention=attention,
-        graph=graph,
+        graph=None if attention in (None, "dense") else task_graph(task),
         tracker=NullTracker(),
         show_progress_bars=show_progress_bars,
+        **{name: value for name, value in given.items() if value is not None},
     )
     inference.append_simulations(theta, x).train(
         num_steps=num_steps, training_batch_size=training_batch_size

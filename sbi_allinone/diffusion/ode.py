@@ -49,6 +49,11 @@ def edm_grid(
 
     Returns:
         ``(steps + 1,)`` float64 noise levels, descending.
+
+    Example:
+        >>> edm_grid(0.002, 80.0, steps=4)
+        tensor([8.0000e+01, 1.7528e+01, 2.5152e+00, 1.6975e-01, 2.0000e-03],
+               dtype=torch.float64)
     """
     if steps < 1:
         raise ValueError(f"`steps` must be at least 1, got {steps}.")

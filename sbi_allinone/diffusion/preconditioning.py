@@ -48,6 +48,17 @@ def edm_preconditioning(
     Returns:
         ``(c_skip, c_out, c_in, c_noise)`` broadcast together; ``c_noise`` is
         :math:`\\frac14\\log\\sigma`.
+
+    Example:
+        At small noise the denoiser passes its input through (``c_skip`` near
+        1), at large noise the network alone predicts the data (``c_skip`` near 0,
+        ``c_out`` near the data's standard deviation):
+
+        >>> c = edm_preconditioning(torch.tensor([1e-4, 1.0, 1e4]))
+        >>> c.c_skip
+        tensor([9.9990e-01, 5.0000e-01, 9.9990e-05])
+        >>> c.c_out
+        tensor([0.0100, 0.7071, 0.9999])
     """
     total = data_variance + noise_variance
     return Preconditioning(

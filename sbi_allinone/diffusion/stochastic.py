@@ -34,6 +34,13 @@ MAX_CHURN = math.sqrt(2) - 1
 
 
 @torch.no_grad()
+def _check_sampler_arguments(recurrence: int, churn: float) -> None:
+    if recurrence < 1:
+        raise ValueError(f"`recurrence` must be at least 1, got {recurrence}.")
+    if not 0.0 <= churn <= MAX_CHURN:
+        raise ValueError(f"`churn` must be in [0, sqrt(2) - 1], got {churn}.")
+
+
 def sample_stochastic(
     denoise: Denoiser,
     x: Tensor,
@@ -62,10 +69,7 @@ def sample_stochastic(
     Returns:
         ``(batch, dim)`` samples.
     """
-    if recurrence < 1:
-        raise ValueError(f"`recurrence` must be at least 1, got {recurrence}.")
-    if not 0.0 <= churn <= MAX_CHURN:
-        raise ValueError(f"`churn` must be in [0, sqrt(2) - 1], got {churn}.")
+    _check_sampler_arguments(recurrence, churn)
     if latent is None:
         latent = torch.ones_like(x, dtype=torch.bool)
     sigmas = torch.cat([sigmas.to(x), torch.zeros(1).to(x)])

@@ -17,23 +17,20 @@ import torch
 from sbi.inference.trainers.base import NeuralInference
 from torch import Tensor
 from torch.distributions import Distribution
-from torch.nn.utils import clip_grad_norm_
 
 from sbi_allinone.diffusion.noise import NoiseLevels, make_noise
-from sbi_allinone.diffusion.validation import fixed_draws
 from sbi_allinone.sbi_internals import (
-    StartIndexContext,
     TrainConfig,
     num_stored_simulations,
     store_prior_round,
 )
-from sbi_allinone.simformer.condition import condition_masks, sample_condition_masks
 from sbi_allinone.simformer.estimator import (
     MaskKind,
     SimformerEstimator,
     check_attention,
 )
 from sbi_allinone.simformer.guidance import Constraint
+from sbi_allinone.simformer.loop import StepsTrainingLoop
 from sbi_allinone.simformer.masks import check_dag
 from sbi_allinone.simformer.network import SimformerNet
 from sbi_allinone.simformer.posterior import (
@@ -41,33 +38,50 @@ from sbi_allinone.simformer.posterior import (
     SampleWith,
     SimformerPosterior,
 )
+from sbi_allinone.simformer.schedule import default_batch_size, default_num_steps
 
 __all__ = ["Simformer", "default_batch_size", "default_num_steps"]
 
-MIN_LEARNING_RATE = 1e-6
 
-#: Tokens (examples x variables) per default training batch.
-TOKENS_PER_BATCH = 4_000
+def _checked_simulations(theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``theta`` as ``(N, num_parameters)``, ``x`` flattened to ``(N, num_data)``
+    with non-finite entries as NaN (missing), after checking their shapes."""
+    theta, x = torch.as_tensor(theta).float(), torch.as_tensor(x).float()
+    if theta.ndim != 2:
+        raise ValueError(
+            "`theta` must have shape (num_simulations, num_parameters), got "
+            f"{tuple(theta.shape)}."
+        )
+    x = x.reshape(x.shape[0], -1) if x.ndim > 1 else x.reshape(-1, 1)
+    if x.shape[0] != theta.shape[0]:
+        raise ValueError(
+            f"`theta` has {theta.shape[0]} rows but `x` has {x.shape[0]}: "
+            "pass one simulation per parameter set."
+        )
+    if not torch.isfinite(theta).all():
+        raise ValueError("`theta` contains NaN or inf values.")
+    missing = ~torch.isfinite(x)
+    if missing.any():
+        warnings.warn(
+            f"{int(missing.sum())} entries of `x` ({int(missing.any(1).sum())} "
+            "simulations) are NaN or inf; they are treated as missing: never "
+            "targets nor conditions.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return theta, torch.where(missing, torch.nan, x)
 
 
-def default_batch_size(num_nodes: int) -> int:
-    """Default examples per step: about :data:`TOKENS_PER_BATCH` tokens, so that a
-    step costs about the same for any number of variables; between 200 and 500."""
-    return min(max(TOKENS_PER_BATCH // num_nodes, 200), 500)
+def _check_schedule(num_steps: int, steps_per_epoch: int, batch_size: int) -> None:
+    if num_steps < 2 or steps_per_epoch < 1 or batch_size < 1:
+        raise ValueError(
+            "`num_steps` must be at least 2 (sbi's loop runs two epochs or more), "
+            "`steps_per_epoch` and `training_batch_size` positive; got "
+            f"{num_steps}, {steps_per_epoch} and {batch_size}."
+        )
 
 
-def default_num_steps(num_simulations: int) -> int:
-    """Default optimizer steps of :meth:`Simformer.train`:
-    ``clip(num_simulations / 2, 3000, 5000)``.
-
-    Chosen by measurement (README, "Simformer: accuracy against training
-    compute"): on two_moons at 1 000 simulations, 1 000 steps of 500 gave MLP C2ST
-    0.690 and 3 000 steps 0.635 (observations 1-3).
-    """
-    return min(max(num_simulations // 2, 3_000), 5_000)
-
-
-class Simformer(NeuralInference):
+class Simformer(StepsTrainingLoop, NeuralInference):
     """Train one score model of :math:`p(\\theta, x)`; sample any conditional.
 
     Args:
@@ -149,20 +163,7 @@ class Simformer(NeuralInference):
                 "Simformer learns the joint from prior simulations: `proposal` "
                 "must be None."
             )
-        theta, x = torch.as_tensor(theta).float(), torch.as_tensor(x).float()
-        if theta.ndim != 2:
-            raise ValueError(
-                "`theta` must have shape (num_simulations, num_parameters), got "
-                f"{tuple(theta.shape)}."
-            )
-        x = x.reshape(x.shape[0], -1) if x.ndim > 1 else x.reshape(-1, 1)
-        if x.shape[0] != theta.shape[0]:
-            raise ValueError(
-                f"`theta` has {theta.shape[0]} rows but `x` has {x.shape[0]}: "
-                "pass one simulation per parameter set."
-            )
-        if not torch.isfinite(theta).all():
-            raise ValueError("`theta` contains NaN or inf values.")
+        theta, x = _checked_simulations(theta, x)
         shape = (theta.shape[1], x.shape[1])
         if self._num_parameters is not None and shape != (
             self._num_parameters,
@@ -173,16 +174,6 @@ class Simformer(NeuralInference):
                 f"earlier ones {(self._num_parameters, self._num_data)}."
             )
         self._num_parameters, self._num_data = shape
-        missing = ~torch.isfinite(x)
-        if missing.any():
-            warnings.warn(
-                f"{int(missing.sum())} entries of `x` ({int(missing.any(1).sum())} "
-                "simulations) are NaN or inf; they are treated as missing: never "
-                "targets nor conditions.",
-                UserWarning,
-                stacklevel=2,
-            )
-        x = torch.where(missing, torch.nan, x)
         store_prior_round(self, theta, x)
         return self
 
@@ -241,15 +232,9 @@ class Simformer(NeuralInference):
         if num_steps is None:
             num_steps = default_num_steps(num_simulations)
         if training_batch_size is None:
-            training_batch_size = default_batch_size(
-                self._num_parameters + self._num_data
-            )
-        if num_steps < 2 or steps_per_epoch < 1 or training_batch_size < 1:
-            raise ValueError(
-                "`num_steps` must be at least 2 (sbi's loop runs two epochs or more), "
-                "`steps_per_epoch` and `training_batch_size` positive; got "
-                f"{num_steps}, {steps_per_epoch} and {training_batch_size}."
-            )
+            num_nodes = self._num_parameters + self._num_data
+            training_batch_size = default_batch_size(num_nodes)
+        _check_schedule(num_steps, steps_per_epoch, training_batch_size)
         if validation_draws < 1:
             raise ValueError(
                 f"`validation_draws` must be at least 1, got {validation_draws}."
@@ -260,13 +245,9 @@ class Simformer(NeuralInference):
         self._validation_draws = validation_draws
         num_epochs = -(-num_steps // steps_per_epoch)
         self._lr_schedule = (learning_rate, num_epochs)
-        train_loader, val_loader = self.get_dataloaders(
-            0, training_batch_size, validation_fraction, resume_training
+        loaders = self._split_values(
+            training_batch_size, validation_fraction, resume_training
         )
-        theta, x, _ = self.get_simulations()
-        values = torch.cat([theta, x], dim=1).to(self._device)
-        self._train_values = values[self.train_indices]
-        self._val_values = values[self.val_indices]
         if self._neural_net is None or retrain_from_scratch:
             self._initialize_neural_network(retrain_from_scratch, 0)
         config = TrainConfig(
@@ -284,55 +265,22 @@ class Simformer(NeuralInference):
         # numbers, on which the CPU's sqrt and division are ~100x slower.
         torch.set_flush_denormal(True)
         try:
-            return self._run_training_loop(train_loader, val_loader, config)
+            return self._run_training_loop(*loaders, config)
         finally:
             torch.set_flush_denormal(False)
 
-    def _fused_optimizer(self) -> torch.optim.Optimizer:
-        """Adam over the live network, fused into one kernel per step.
-
-        sbi's loop builds a plain Adam over all parameters (the frozen weight
-        average included); it is replaced once per (non-resumed) run.
-        """
-        if getattr(self, "_own_optimizer", None) is not self.optimizer:
-            learning_rate = self.optimizer.param_groups[0]["lr"]
-            parameters = self._neural_net.net.parameters()
-            self.optimizer = torch.optim.Adam(
-                parameters, lr=learning_rate, fused=self._device == "cpu"
-            )
-            self._own_optimizer = self.optimizer
-        return self.optimizer
-
-    def _train_epoch(self, train_loader, clip_max_norm, loss_args) -> float:  # noqa: ANN001
-        """``steps_per_epoch`` steps on batches drawn with replacement.
-
-        Batches are drawn by indexing the training tensor: sbi's loader would
-        collate a thousand examples one by one, 7 % of a step at 4 tokens.
-        """
-        optimizer = self._fused_optimizer()
-        base, num_epochs = self._lr_schedule
-        decay = max(0.0, (self.epoch - num_epochs / 2) / (num_epochs / 2))
-        for group in optimizer.param_groups:
-            group["lr"] = base + (MIN_LEARNING_RATE - base) * min(decay, 1.0)
-        estimator, values = self._neural_net, self._train_values
-        total = torch.zeros(())
-        for _ in range(self._steps_per_epoch):
-            rows = torch.randint(len(values), (self._batch_size,))
-            optimizer.zero_grad(set_to_none=True)
-            loss = self._loss(values[rows]).mean()
-            loss.backward()
-            if clip_max_norm is not None:
-                clip_grad_norm_(estimator.net.parameters(), clip_max_norm, foreach=True)
-            optimizer.step()
-            estimator.update_average()
-            total += loss.detach()
-        return float(total) / self._steps_per_epoch
-
-    def _validate_epoch(self, val_loader, loss_args) -> float:  # noqa: ANN001
-        with torch.no_grad():
-            chunks = self._val_values.split(self._batch_size)
-            losses = torch.cat([self._loss(chunk) for chunk in chunks])
-        return float(losses.mean())
+    def _split_values(
+        self, batch_size: int, validation_fraction: float, resume_training: bool
+    ) -> tuple[Any, Any]:
+        """sbi's train/validation split; keeps both halves as ``[theta, x]`` rows."""
+        loaders = self.get_dataloaders(
+            0, batch_size, validation_fraction, resume_training
+        )
+        theta, x, _ = self.get_simulations()
+        values = torch.cat([theta, x], dim=1).to(self._device)
+        self._train_values = values[self.train_indices]
+        self._val_values = values[self.val_indices]
+        return loaders
 
     def _initialize_neural_network(
         self, retrain_from_scratch: bool, start_idx: int
@@ -355,30 +303,6 @@ class Simformer(NeuralInference):
             attention=self._attention,
             ema_decay=self._ema_decay,
         ).to(self._device)
-
-    def _get_start_index(self, context: StartIndexContext) -> int:
-        return 0
-
-    def _get_losses(self, batch: Sequence[Tensor], loss_args: Any = None) -> Tensor:
-        theta, x = batch[0].to(self._device), batch[1].to(self._device)
-        return self._loss(torch.cat([theta, x], dim=1))
-
-    def _loss(self, values: Tensor) -> Tensor:
-        """Training loss on fresh draws; in eval mode, the mean over fixed draws."""
-        estimator = self._neural_net
-        if estimator.training:
-            masks = sample_condition_masks(
-                values.shape[0], self._num_parameters, self._num_data
-            )
-            return estimator.loss(values, masks.to(values.device))
-        n = values.shape[1]
-        losses = torch.zeros(values.shape[0], device=values.device)
-        for draw in range(self._validation_draws):
-            uniforms, normals = fixed_draws(values, 2 + n, n, draw)
-            sigma = self._noise.from_uniform(uniforms[:, :1]).to(values)
-            masks = condition_masks(uniforms[:, 1:], self._num_parameters)
-            losses += estimator.loss(values, masks, sigma, normals.to(values))
-        return losses / self._validation_draws
 
     def _get_potential_function(self, prior, estimator):  # noqa: ANN001
         raise RuntimeError(

@@ -155,7 +155,7 @@ def test_guided_conditional_through_the_trainer(trained):
 
 
 def test_default_schedule_scales_with_simulations_and_variables():
-    from sbi_allinone.simformer.trainer import default_batch_size, default_num_steps
+    from sbi_allinone.simformer.schedule import default_batch_size, default_num_steps
 
     assert [default_num_steps(n) for n in (100, 1000, 8000, 10_000, 10**6)] == [
         3000,
