@@ -44,10 +44,9 @@ def multistep(
     """Integrate the probability-flow ODE through ``sigmas`` and to 0.
 
     Args:
-        denoise: ``denoise(x, sigma) -> D`` with ``x`` ``(batch, dim)`` and
-            ``sigma`` ``(batch, 1)``.
-        x: ``(batch, dim)`` start at ``sigmas[0]``; entries outside ``latent`` are
-            kept as given.
+        denoise: The denoiser, as for
+            :func:`~sbi_allinone.diffusion.stochastic.sample_stochastic`.
+        x: ``(batch, dim)`` state at ``sigmas[0]``; only ``latent`` entries move.
         sigmas: ``(steps,)`` descending positive noise levels; a last step goes
             from ``sigmas[-1]`` to 0 (``steps`` network calls in all).
         latent: ``(batch, dim)`` booleans of the integrated entries (default all).

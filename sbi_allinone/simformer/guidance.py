@@ -34,6 +34,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F  # noqa: N812
 
+from sbi_allinone.simformer.shapes import as_matrix
+
 __all__ = [
     "Constraint",
     "Guidance",
@@ -61,14 +63,13 @@ class LinearConstraint:
 
     def as_rows(self, num_nodes: int) -> tuple[Tensor, Tensor]:
         """``(A, b)`` with ``A`` of shape ``(k, num_nodes)`` and ``b`` ``(k,)``."""
-        weights = torch.as_tensor(self.weights, dtype=torch.float64)
-        if weights.ndim == 1:
-            weights = weights.unsqueeze(0)
-        if weights.ndim != 2 or weights.shape[1] != num_nodes:
-            raise ValueError(
-                f"`weights` must have shape (num_constraints, {num_nodes}) (one "
-                f"column per variable of [theta, x]), got {tuple(weights.shape)}."
-            )
+        weights = as_matrix(
+            self.weights,
+            num_nodes,
+            "`weights` (one column per variable of [theta, x])",
+            "num_constraints",
+            torch.float64,
+        )
         bounds = torch.as_tensor(self.bounds, dtype=torch.float64).reshape(-1)
         if bounds.numel() == 1:
             bounds = bounds.expand(weights.shape[0])

@@ -29,6 +29,7 @@ from sbi_allinone.simformer.estimator import SimformerEstimator
 from sbi_allinone.simformer.guidance import Constraint, Guidance
 from sbi_allinone.simformer.potential import CACHE_FRIENDLY_ROWS, ConditionalPotential
 from sbi_allinone.simformer.sampling import SOLVERS, sample_ode, sample_sde
+from sbi_allinone.simformer.shapes import as_matrix
 
 # ConditionalPotential (from .potential) stays importable from here.
 __all__ = ["ConditionalPotential", "SimformerPosterior"]
@@ -140,16 +141,9 @@ class SimformerPosterior(NeuralPosterior):
         return int((~self.condition_mask).sum())
 
     def _check_x(self, x: Tensor) -> Tensor:
-        x = torch.as_tensor(x).float()
         width = int(self.condition_mask.sum())
-        if x.ndim == 1:
-            x = x.unsqueeze(0)
-        if x.ndim != 2 or x.shape[1] != width:
-            raise ValueError(
-                f"`x` (the conditioned variables) must have shape (batch, {width}), "
-                f"got {tuple(x.shape)}."
-            )
-        return x
+        name = "`x` (the conditioned variables)"
+        return as_matrix(x, width, name, "batch", torch.float32)
 
     def set_default_x(self, x: Tensor) -> SimformerPosterior:
         """Set the condition used when ``x`` is not passed (NaN entries allowed)."""
