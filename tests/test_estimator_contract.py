@@ -2,11 +2,16 @@
 
 Shapes of the loss and the samples; gradients reach every trainable parameter;
 saved weights load with ``torch.load(weights_only=True)`` into a fresh estimator
-and reproduce its outputs; eval-mode sampling is deterministic under a seed. For
-each trainer's posterior: sbi's SBC, TARP and log-probability ranks run on it, and
-a saved posterior samples the same.
+and reproduce its outputs; eval-mode sampling is deterministic under a seed. An
+estimator with a density gives sbi-shaped log-probabilities that agree with
+``sample_and_log_prob``; one without (the bidirectional INN) has no ``log_prob`` at
+all, and sbi still takes it as a posterior estimator. For each trainer's posterior:
+sbi's SBC and TARP run on it, and a saved posterior samples the same; with a
+density, sbi's log-probability ranks run on it too, without one its ``log_prob``
+fails.
 """
 
+import functools
 import inspect
 import io
 import warnings
@@ -17,6 +22,7 @@ from functools import partial
 import pytest
 import torch
 from sbi.diagnostics import check_sbc, run_sbc, run_tarp
+from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 
 from sbi_allinone import INN, InflationaryFlow, Simformer, inflationary_flow_nn, inn_nn
 from sbi_allinone.diffusion.noise import LogNormalNoise
@@ -44,6 +50,10 @@ class Case:
     build: Callable[[], torch.nn.Module]
     loss: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
     sample: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
+    #: sbi's ``log_prob(theta, x)``: True, False (a sampler without a density), or
+    #: None where sbi's density interface does not apply (the Simformer's vector
+    #: field; its posterior has a density).
+    density: bool | None = True
 
 
 def _sbi_loss(estimator, theta, x):
@@ -54,8 +64,8 @@ def _sbi_sample(estimator, x):
     return estimator.sample(torch.Size([5]), x[:2])  # (5, 2, dim_theta)
 
 
-def _builder_case(builder) -> Case:
-    return Case(lambda: builder(*_data()), _sbi_loss, _sbi_sample)
+def _builder_case(builder, density: bool = True) -> Case:
+    return Case(lambda: builder(*_data()), _sbi_loss, _sbi_sample, density)
 
 
 def _simformer() -> SimformerEstimator:
@@ -88,7 +98,9 @@ CASES = {
     "inn_hybrid": _builder_case(
         inn_nn("hybrid", num_blocks=2, hidden_features=16, seed=0)
     ),
-    "inn_mmd": _builder_case(inn_nn("mmd", num_blocks=2, hidden_features=16, seed=0)),
+    "inn_mmd": _builder_case(
+        inn_nn("mmd", num_blocks=2, hidden_features=16, seed=0), density=False
+    ),
     "iflow_prp": _builder_case(
         inflationary_flow_nn(hidden_features=16, num_layers=2, steps=4, seed=0)
     ),
@@ -97,13 +109,37 @@ CASES = {
             "prr", latent_dim=1, hidden_features=16, num_layers=2, steps=4, seed=0
         )
     ),
-    "simformer": Case(_simformer, _simformer_loss, _simformer_sample),
+    "simformer": Case(_simformer, _simformer_loss, _simformer_sample, None),
 }
+WITH_DENSITY = [name for name, case in CASES.items() if case.density]
+WITHOUT_DENSITY = [name for name, case in CASES.items() if case.density is False]
 
 
 @pytest.fixture(params=list(CASES), ids=list(CASES))
 def case(request) -> Case:
     return CASES[request.param]
+
+
+@pytest.mark.parametrize("name", WITH_DENSITY)
+def test_log_prob_has_sbi_shapes_and_agrees_with_sample_and_log_prob(name):
+    estimator = CASES[name].build().eval()
+    theta, x = _data()
+    with torch.no_grad():
+        assert estimator.log_prob(theta[:4], x[:4]).shape == (1, 4)
+        log_q = estimator.log_prob(theta[:12].reshape(3, 4, DIM_THETA), x[:4])
+        assert log_q.shape == (3, 4) and torch.isfinite(log_q).all()
+        samples, log_q = estimator.sample_and_log_prob(torch.Size([5]), x[:2])
+        assert samples.shape == (5, 2, DIM_THETA) and log_q.shape == (5, 2)
+        torch.testing.assert_close(log_q, estimator.log_prob(samples, x[:2]))
+
+
+@pytest.mark.parametrize("name", WITHOUT_DENSITY)
+def test_sampler_has_no_log_prob_and_sbi_accepts_it(name):
+    estimator = CASES[name].build()
+    assert not hasattr(estimator, "log_prob")
+    assert not hasattr(estimator, "sample_and_log_prob")
+    # sbi's NPE and DirectPosterior gate on this type, and then only sample.
+    assert isinstance(estimator, ConditionalDensityEstimator)
 
 
 def test_loss_is_per_example_and_gradients_reach_every_parameter(case):
@@ -196,24 +232,34 @@ def _unnormalized(posterior):
     return posterior.log_prob
 
 
+#: Each trainer's posterior, and whether it has a density.
 POSTERIORS = {
     "inn_ml": (partial(_inn, "ml"), True),
     "inn_mmd": (partial(_inn, "mmd"), False),
     "iflow": (_iflow, True),
     "simformer": (_simformer_posterior, True),
 }
+POSTERIORS_WITH_DENSITY = [name for name, (_, d) in POSTERIORS.items() if d]
+POSTERIORS_WITHOUT_DENSITY = [name for name, (_, d) in POSTERIORS.items() if not d]
 
 
-@pytest.fixture(scope="module", params=list(POSTERIORS), ids=list(POSTERIORS))
+@functools.cache
+def _trained(name: str):
+    """Each posterior is trained once per session, from the same seed; the tests
+    that use it start from their own seed all the same."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return POSTERIORS[name][0]()
+
+
+@pytest.fixture(params=list(POSTERIORS), ids=list(POSTERIORS))
 def trained_posterior(request):
-    torch.manual_seed(0)
-    build, has_density = POSTERIORS[request.param]
-    return build(), has_density
+    return _trained(request.param)
 
 
 @pytest.mark.filterwarnings("ignore:.*(SBC|TARP).*:UserWarning")
 def test_sbi_diagnostics_accept_the_posterior(trained_posterior):
-    posterior, has_density = trained_posterior
+    posterior = trained_posterior
     thetas, xs = _simulate(8)
     ranks, dap = run_sbc(
         thetas, xs, posterior, num_posterior_samples=20, show_progress_bar=False
@@ -225,18 +271,31 @@ def test_sbi_diagnostics_accept_the_posterior(trained_posterior):
         show_progress_bar=False,
     )  # fmt: skip
     assert ecp.shape == alpha.shape
-    if not has_density:
-        return
+
+
+@pytest.mark.filterwarnings("ignore:.*(SBC|TARP).*:UserWarning")
+@pytest.mark.parametrize("name", POSTERIORS_WITH_DENSITY)
+def test_sbi_log_prob_ranks_run_on_a_posterior_with_a_density(name):
+    posterior = _trained(name)
+    thetas, xs = _simulate(3)
     ranks, _ = run_sbc(
-        thetas[:3], xs[:3], posterior, num_posterior_samples=5,
+        thetas, xs, posterior, num_posterior_samples=5,
         reduce_fns=_unnormalized(posterior), show_progress_bar=False,
         use_batched_sampling=False,
     )  # fmt: skip
     assert ranks.shape == (3, 1)
 
 
+@pytest.mark.parametrize("name", POSTERIORS_WITHOUT_DENSITY)
+def test_posterior_without_a_density_has_no_log_prob(name):
+    posterior = _trained(name)
+    _, x = _simulate(1)
+    with pytest.raises(AttributeError, match="log_prob"):
+        posterior.log_prob(torch.zeros(3, DIM_THETA), x=x)
+
+
 def test_saved_posterior_samples_the_same(trained_posterior, tmp_path):
-    posterior, _ = trained_posterior
+    posterior = trained_posterior
     path = tmp_path / "posterior.pt"
     torch.save(posterior, path)
     loaded = torch.load(path, weights_only=False)  # a whole object needs pickle

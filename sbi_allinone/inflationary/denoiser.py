@@ -29,7 +29,14 @@ __all__ = ["DenoiserResNet", "PreconditionedDenoiser"]
 @dataclass(frozen=True)
 class DenoiserDefaults:
     """The denoiser's defaults, defined once (used here and by
-    :func:`sbi_allinone.inflationary_flow_nn`)."""
+    :func:`sbi_allinone.inflationary_flow_nn`).
+
+    ``ema_decay`` is the decay per optimizer step of the exponential moving average
+    of the network weights, used for validation, sampling and densities. The
+    average is what makes the noisy validation loss of a diffusion model usable for
+    early stopping: on two_moons with 1 000 simulations, C2ST 0.56 against 0.76
+    without it.
+    """
 
     hidden_features: int = 128
     num_layers: int = 5

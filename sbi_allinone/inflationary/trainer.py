@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -23,8 +24,9 @@ from sbi_allinone.inflationary.estimator import (
     InflationaryFlowEstimator,
 )
 from sbi_allinone.inflationary.schedule import SCHEDULE_DEFAULTS, InflationarySchedule
-from sbi_allinone.npe_plugin import BuilderNPE, check_theta, z_score
+from sbi_allinone.npe_plugin import BuilderNPE
 from sbi_allinone.sbi_internals import num_stored_simulations
+from sbi_allinone.standardized import fit_standardization
 
 __all__ = [
     "PATIENCE_STEPS",
@@ -69,7 +71,7 @@ def directions_explaining(eigenvalues: Tensor, fraction: float) -> int:
             f"latent_dim={fraction}: the top {kept - 1} principal directions of the "
             f"parameters explain {below:.3f} of their variance, so every direction "
             "is kept and the schedule is PR-preserving.",
-            stacklevel=3,
+            stacklevel=4,  # the caller of the builder
         )
     return kept
 
@@ -100,45 +102,44 @@ def inflationary_flow_nn(
             at the same rate) or ``"prr"`` (reducing to ``latent_dim`` dimensions).
         latent_dim: Number of directions a ``"prr"`` schedule keeps; or, as a float
             in ``(0, 1)``, the fraction of the standardized parameters' variance to
-            keep (the fewest top principal directions that explain it, chosen from
-            the training data). If that fraction needs every direction, the
-            parameters have no low-dimensional structure to reduce to: a warning
-            says so and the schedule is PR-preserving.
+            keep, see :func:`directions_explaining` (if that is every direction,
+            the schedule is PR-preserving, with a warning).
         gap: Inflation gap of the compressed directions (``"prr"``).
-        gamma0: Noise variance at ``t = 0``, in units of the standardized
-            parameters. The flow's samples are the posterior blurred by this noise,
-            and a posterior is far narrower than the data the paper maps (its
-            ``5e-4`` blurred the narrow component of gaussian_mixture, standard
-            deviation 0.017 in these units, to 0.028); ``1e-6`` blurs by 1e-3.
-        rho: Inflation rate.
-        t_max: Final time ``T``; the default inflates to the paper's final noise
-            (``5e-4 * exp(15) = 1e-6 * exp(21.2)``).
-        hidden_features: Width of the denoiser network.
-        num_layers: Residual blocks of the denoiser network.
-        embedding_net: Network from z-scored ``x`` to a flat ``y``, as in sbi.
-        z_score_x: ``"independent"``, ``"structured"`` or ``"none"``.
-        steps: Heun steps of the fixed-step solver. Default: 64 for a
-            PR-preserving schedule (the paper's images use 256; 64 reach the same
-            C2ST on slcp, see the README), 256 for a PR-reducing one. On
-            gaussian_linear (prior standard deviation 0.32) with 5 of 10
-            directions kept, the round trip theta -> z -> theta was off by 8e-3
-            on average (4e-2 at most) with 64 steps, 1.2e-4 (6.5e-4) with 256.
+        gamma0, rho, t_max: Noise variance at ``t = 0`` (in units of the
+            standardized parameters), inflation rate and final time ``T`` of
+            :class:`InflationarySchedule`; why the defaults, see ``ScheduleDefaults``.
+        hidden_features, num_layers: Width and residual blocks of the denoiser
+            network, :class:`DenoiserResNet`.
+        embedding_net, z_score_x: As in sbi's ``posterior_nn``; see
+            :func:`~sbi_allinone.standardized.fit_standardization`.
+        steps: Heun steps of the fixed-step solver (default: ``DEFAULT_STEPS`` of
+            the schedule, 64 or 256; why, see there).
         solver: ``"heun"`` or ``"adaptive"`` (zuko's Dormand-Prince).
         eigenvalue_floor: PCA eigenvalues are floored at this fraction of the
             largest (a degenerate direction would zero the preconditioning).
-        ema_decay: Decay per optimizer step of the exponential moving average of
-            the network weights, used for validation, sampling and densities
-            (``None``: the live weights). The average is what makes the noisy
-            validation loss of a diffusion model usable for early stopping: on
-            two_moons with 1 000 simulations, C2ST 0.56 against 0.76 without it.
+        ema_decay: Decay of the weight average of the denoiser (``None``: none); why
+            it is on, see ``DenoiserDefaults``.
         validation_draws: Fixed (time, noise) draws per validation pair; the
             validation loss averages them.
         seed: Seed of the network initialization.
 
     Returns:
-        ``build(theta, x) -> InflationaryFlowEstimator``, called by sbi with the
-        training data (z-scoring, PCA basis and eigenvalues come from it).
+        ``build(theta, x)``, called by sbi with the training data (z-scoring, PCA
+        basis and eigenvalues come from it).
     """
+    _check_schedule(schedule, latent_dim)
+    return partial(
+        _build_flow, schedule=schedule, latent_dim=latent_dim, gap=gap,
+        noise=dict(gamma0=gamma0, rho=rho, t_max=t_max),
+        hidden_features=hidden_features, num_layers=num_layers,
+        embedding_net=embedding_net, z_score_x=z_score_x, steps=steps,
+        solver=solver, eigenvalue_floor=eigenvalue_floor, ema_decay=ema_decay,
+        validation_draws=validation_draws, seed=seed,
+    )  # fmt: skip
+
+
+def _check_schedule(schedule: str, latent_dim: int | float | None) -> None:
+    """Raise for an unknown schedule or a ``latent_dim`` it cannot use."""
     if schedule not in ("prp", "prr"):
         raise ValueError(f"`schedule` must be 'prp' or 'prr', got {schedule!r}.")
     if schedule == "prr" and latent_dim is None:
@@ -151,37 +152,71 @@ def inflationary_flow_nn(
             f"got {latent_dim}."
         )
 
-    def build(theta: Tensor, x: Tensor) -> InflationaryFlowEstimator:
-        if seed is not None:
-            torch.manual_seed(seed)
-        check_theta(theta)
-        theta_mean, theta_std = z_score(theta, "independent", "z_score_theta")
-        x_mean, x_std = z_score(x, z_score_x, "z_score_x")
-        eigenvalues, basis = _pca((theta - theta_mean) / theta_std, eigenvalue_floor)
-        kwargs = dict(gamma0=gamma0, rho=rho, t_max=t_max)
-        kept = latent_dim
-        if isinstance(latent_dim, float):
-            kept = directions_explaining(eigenvalues, latent_dim)
-            # Nothing to reduce: the same flow as "prp" (the warning said so).
-            kept = None if kept == theta.shape[1] else kept
-        if schedule == "prp" or kept is None:
-            noise = InflationarySchedule.preserving(eigenvalues, **kwargs)
-            default_steps = DEFAULT_STEPS["prp"]
-        else:
-            noise = InflationarySchedule.reducing(eigenvalues, kept, gap, **kwargs)
-            default_steps = DEFAULT_STEPS["prr"]
-        embedding = embedding_net if embedding_net is not None else nn.Identity()
-        with torch.no_grad():
-            context_dim = embedding((x[:2] - x_mean) / x_std).reshape(2, -1).shape[1]
-        net = DenoiserResNet(theta.shape[1], context_dim, hidden_features, num_layers)
-        return InflationaryFlowEstimator(
-            PreconditionedDenoiser(net, noise, ema_decay),
-            embedding, theta_mean, theta_std, basis, x_mean, x_std, x.shape[1:],
-            steps=default_steps if steps is None else steps, solver=solver,
-            validation_draws=validation_draws,
-        )  # fmt: skip
 
-    return build
+def _build_flow(
+    theta: Tensor,
+    x: Tensor,
+    *,
+    schedule: Literal["prp", "prr"],
+    latent_dim: int | float | None,
+    gap: float,
+    noise: dict[str, float],
+    hidden_features: int,
+    num_layers: int,
+    embedding_net: nn.Module | None,
+    z_score_x: str | None,
+    steps: int | None,
+    solver: Literal["heun", "adaptive"],
+    eigenvalue_floor: float,
+    ema_decay: float | None,
+    validation_draws: int,
+    seed: int | None,
+) -> InflationaryFlowEstimator:
+    """``build(theta, x)`` of :func:`inflationary_flow_nn`, whose other arguments
+    these are (``noise``: ``gamma0``, ``rho`` and ``t_max``)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    # The PCA basis is of standardized parameters, so they are always z-scored.
+    standardization = fit_standardization(
+        theta, x, z_score_theta="independent", z_score_x=z_score_x,
+        embedding_net=embedding_net,
+    )  # fmt: skip
+    eigenvalues, basis = _pca(
+        (theta - standardization.theta_mean) / standardization.theta_std,
+        eigenvalue_floor,
+    )
+    inflation, default_steps = _noise_schedule(
+        eigenvalues, schedule, latent_dim, gap, noise
+    )
+    net = DenoiserResNet(
+        standardization.dim_theta, standardization.dim_y, hidden_features, num_layers
+    )
+    return InflationaryFlowEstimator(
+        PreconditionedDenoiser(net, inflation, ema_decay), standardization, basis,
+        steps=default_steps if steps is None else steps, solver=solver,
+        validation_draws=validation_draws,
+    )  # fmt: skip
+
+
+def _noise_schedule(
+    eigenvalues: Tensor,
+    schedule: Literal["prp", "prr"],
+    latent_dim: int | float | None,
+    gap: float,
+    noise: dict[str, float],
+) -> tuple[InflationarySchedule, int]:
+    """The inflationary schedule for the PCA eigenvalues ``(D,)``, and its default
+    number of Heun steps."""
+    kept = latent_dim
+    if isinstance(latent_dim, float):
+        kept = directions_explaining(eigenvalues, latent_dim)
+        # Nothing to reduce: the same flow as "prp" (the warning said so).
+        kept = None if kept == eigenvalues.numel() else kept
+    if schedule == "prp" or kept is None:
+        preserving = InflationarySchedule.preserving(eigenvalues, **noise)
+        return preserving, DEFAULT_STEPS["prp"]
+    reducing = InflationarySchedule.reducing(eigenvalues, kept, gap, **noise)
+    return reducing, DEFAULT_STEPS["prr"]
 
 
 class InflationaryFlow(BuilderNPE):

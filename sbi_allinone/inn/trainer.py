@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from sbi_allinone.inn.bidirectional import BidirectionalINN
 from sbi_allinone.inn.blocks import CORE_DEFAULTS, build_core
-from sbi_allinone.inn.estimator import MODES, INNDensityEstimator, MMDSettings, Mode
-from sbi_allinone.inn.mmd import DEFAULT_WIDTHS
-from sbi_allinone.npe_plugin import BuilderNPE, check_theta, z_score
+from sbi_allinone.inn.estimator import INNDensityEstimator
+from sbi_allinone.inn.mmd import DEFAULT_WIDTHS, MMDSettings
+from sbi_allinone.npe_plugin import BuilderNPE
+from sbi_allinone.standardized import Standardization, fit_standardization
 
-__all__ = ["INN", "MAX_MMD_Y_DIM", "inn_nn"]
+__all__ = ["INN", "MAX_MMD_Y_DIM", "MODES", "inn_nn"]
+
+Mode = Literal["ml", "mmd", "hybrid"]
+#: Training modes: maximum likelihood, the paper's bidirectional (MMD) training, both.
+MODES: tuple[str, ...] = ("ml", "mmd", "hybrid")
 
 #: Largest data (summary) size the bidirectional ``mmd`` mode accepts: it matches
 #: ``[z, y]`` by MMD, whose sample efficiency collapses with dimension.
@@ -44,123 +51,113 @@ def inn_nn(
     match_padding: bool = True,
     joint_inverse: bool = True,
     seed: int | None = None,
-) -> Callable[[Tensor, Tensor], INNDensityEstimator]:
+) -> Callable[[Tensor, Tensor], INNDensityEstimator | BidirectionalINN]:
     """Builder of an INN posterior estimator, for ``NPE(density_estimator=...)``.
 
     Args:
-        mode: ``"ml"`` (conditional INN, maximum likelihood; default), ``"mmd"`` (the
-            INN paper's bidirectional training) or ``"hybrid"`` (maximum likelihood
-            plus MMD terms that keep its optimum).
-        num_blocks: Number of coupling blocks (each: ActNorm, two-sided affine
-            coupling, mixing).
-        hidden_features: Width of the coupling subnets.
-        num_layers: Hidden layers per coupling subnet.
-        clamp: Soft clamp of the coupling log-scales.
-        mixing: ``"permutation"`` or ``"rotation"`` (fixed random orthogonal).
-        embedding_net: Network from z-scored ``x`` to a flat summary ``y``; as in
-            ``posterior_nn``. In ``mmd`` mode it is a fixed summary (not trained).
-        z_score_theta: ``"independent"``, ``"structured"`` or ``"none"``.
-        z_score_x: ``"independent"``, ``"structured"`` or ``"none"``.
-        latent_dim: Latent size in ``mmd`` mode (default: the number of parameters).
-        padded_dim: Size of the space the ``mmd`` core acts on, ``>= dim_theta`` and
-            ``>= dim_y + latent_dim``; both sides are zero-padded up to it (default:
-            ``2 * (dim_y + latent_dim)``, as the paper pads well beyond the minimum
-            to give the couplings room).
-        weight_y, weight_z, weight_x: Loss weights of the MMD terms (``mmd``:
-            ``lambda_y``, ``lambda_z``, ``lambda_x``; ``hybrid``: the latter two).
-            ``weight_z`` defaults to 500 in ``mmd`` mode and 50 in ``hybrid`` mode.
-            The paper's code uses about ``(1, 50, 500)`` with its own loss
-            normalization; with ours (``L_y`` summed over entries, MMDs averaged
-            over pairs) the paper's weights leave ``y_hat`` too inexact and the
-            latent unmatched, and the multi-modal toy loses its mode weights.
-        kernel_widths: Widths of the inverse multiquadratic MMD kernels; the
-            default adds wide kernels to the paper's ``(0.05, 0.2, 0.9)``, which
-            lose their gradient once latents stray a few units.
-        ramp_steps: ``lambda_x`` grows linearly over this many steps (``mmd``).
-        y_noise: Noise added to ``y`` in ``mmd`` training (standardized units): the
-            inverse must stay accurate where the observed ``y`` differs from the
-            forward prediction; smaller values sample off-mode (measured on the toy).
-        pad_noise: Noise in the zero padding in ``mmd`` training.
-        weight_reconstruction: Weight of the reconstruction loss (``mmd`` mode).
-        match_padding: In ``L_x`` (``mmd`` mode), match the padding part of the
-            inverse samples to the (noisy) zero padding as well; the paper matches
-            the parameter part only, and the discarded padding then carries the
-            inverse's error (the toy's samples land in the wrong colour's modes).
-        joint_inverse: In ``L_x`` (``mmd`` mode), match inverse samples jointly
-            with their ``y`` (the paper: marginally). Both default to ``True``;
-            ``False, False`` is the paper's ``L_x``.
+        mode: ``"ml"`` (maximum likelihood; default) or ``"hybrid"`` (plus MMD terms
+            that keep its optimum): an :class:`INNDensityEstimator`. ``"mmd"`` (the
+            paper's bidirectional training): a :class:`BidirectionalINN`, a sampler.
+        num_blocks, hidden_features, num_layers, clamp, mixing: The invertible core
+            (blocks of ActNorm, coupling, mixing); see :func:`build_core`.
+        embedding_net, z_score_theta, z_score_x: As in sbi's ``posterior_nn``; see
+            :func:`~sbi_allinone.standardized.fit_standardization`.
+        latent_dim, padded_dim: ``dim_z`` and ``dim_total`` of the ``mmd`` core
+            (default: ``dim_theta`` and ``2 * (dim_y + dim_z)``).
+        weight_y, weight_z, weight_x, kernel_widths, ramp_steps, y_noise, pad_noise,
+            weight_reconstruction, match_padding, joint_inverse: The MMD terms; see
+            :class:`~sbi_allinone.inn.mmd.MMDSettings`, whose ``widths`` are the
+            ``kernel_widths``. ``weight_z`` defaults to 500 (``mmd``), 50 (``hybrid``).
         seed: Seed of the network initialization and fixed permutations.
 
     Returns:
-        ``build(theta, x) -> INNDensityEstimator``, called by sbi with the training
-        data (used for z-scoring and the ActNorm initialization).
+        ``build(theta, x)``, called by sbi with the training data.
     """
+    _check_mode(mode, latent_dim=latent_dim, padded_dim=padded_dim)
+    return partial(
+        _build_inn, mode=mode, seed=seed, latent_dim=latent_dim, padded_dim=padded_dim,
+        embedding_net=embedding_net, z_score_theta=z_score_theta, z_score_x=z_score_x,
+        core=dict(
+            num_blocks=num_blocks, hidden_features=hidden_features,
+            num_layers=num_layers, clamp=clamp, mixing=mixing,
+        ),
+        mmd=dict(
+            weight_y=weight_y, weight_z=weight_z, weight_x=weight_x,
+            widths=kernel_widths, ramp_steps=ramp_steps, y_noise=y_noise,
+            pad_noise=pad_noise, weight_reconstruction=weight_reconstruction,
+            match_padding=match_padding, joint_inverse=joint_inverse,
+        ),
+    )  # fmt: skip
+
+
+def _check_mode(mode: str, **mmd_sizes: int | None) -> None:
+    """Raise for an unknown mode, or sizes of the ``mmd`` core in another mode."""
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
-    for name, value in (("latent_dim", latent_dim), ("padded_dim", padded_dim)):
+    for name, value in mmd_sizes.items():
         if value is not None and mode != "mmd":
             raise ValueError(f"`{name}` applies to mode='mmd' only.")
 
-    def build(theta: Tensor, x: Tensor) -> INNDensityEstimator:
-        if seed is not None:
-            torch.manual_seed(seed)
-        check_theta(theta)
-        theta_mean, theta_std = z_score(theta, z_score_theta, "z_score_theta")
-        x_mean, x_std = z_score(x, z_score_x, "z_score_x")
-        embedding = embedding_net if embedding_net is not None else nn.Identity()
-        with torch.no_grad():
-            y = embedding((x[:2] - x_mean) / x_std)
-        if y.ndim != 2:
-            raise ValueError(
-                "The embedding of `x` must be flat (batch, dim_y); got shape "
-                f"{tuple(y.shape)}. Pass an `embedding_net` that flattens `x`."
-            )
-        dim_theta, dim_y = theta.shape[1], y.shape[1]
-        latent_weight = weight_z
-        if latent_weight is None:
-            latent_weight = 500.0 if mode == "mmd" else 50.0
-        settings = MMDSettings(
-            weight_y=weight_y,
-            weight_z=latent_weight,
-            weight_x=weight_x, widths=kernel_widths, ramp_steps=ramp_steps,
-            y_noise=y_noise, pad_noise=pad_noise,
-            weight_reconstruction=weight_reconstruction,
-            match_padding=match_padding, joint_inverse=joint_inverse,
-        )  # fmt: skip
-        if mode == "mmd":
-            core, dim_z = _mmd_core(dim_theta, dim_y, latent_dim, padded_dim, embedding)
-        else:
-            if dim_theta == 1 and dim_y == 0:
-                raise ValueError("The INN needs a non-empty embedding of `x`.")
-            dim_z = dim_theta
-            core = dict(dim=dim_theta, context_dim=dim_y)
-        net = build_core(
-            **core,
-            num_blocks=num_blocks,
-            hidden_features=hidden_features,
-            num_layers=num_layers,
-            clamp=clamp,
-            mixing=mixing,
-            seed=0 if seed is None else seed,
-        )
-        estimator = INNDensityEstimator(
-            net, mode, embedding, theta_mean, theta_std, x_mean, x_std,
-            x.shape[1:], dim_y, dim_z, settings,
-        )  # fmt: skip
-        _initialize_actnorm(estimator, theta, x)
-        return estimator
 
-    return build
-
-
-def _mmd_core(
-    dim_theta: int,
-    dim_y: int,
+def _build_inn(
+    theta: Tensor,
+    x: Tensor,
+    *,
+    mode: Mode,
+    seed: int | None,
     latent_dim: int | None,
     padded_dim: int | None,
-    embedding: nn.Module,
-) -> tuple[dict[str, int], int]:
-    """Sizes of the unconditional ``[theta, pad] -> [y, z, pad]`` core."""
+    embedding_net: nn.Module | None,
+    z_score_theta: str | None,
+    z_score_x: str | None,
+    core: dict[str, Any],
+    mmd: dict[str, Any],
+) -> INNDensityEstimator | BidirectionalINN:
+    """``build(theta, x)`` of :func:`inn_nn`, whose other arguments these are
+    (``core``: those of :func:`build_core`; ``mmd``: those of :class:`MMDSettings`)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    standardization = fit_standardization(
+        theta, x, z_score_theta=z_score_theta, z_score_x=z_score_x,
+        embedding_net=embedding_net,
+    )  # fmt: skip
+    if mmd["weight_z"] is None:
+        mmd = {**mmd, "weight_z": 500.0 if mode == "mmd" else 50.0}
+    settings = MMDSettings(**mmd)
+    core = {**core, "seed": 0 if seed is None else seed}
+    if mode == "mmd":
+        estimator = _bidirectional(
+            standardization, settings, core, latent_dim, padded_dim
+        )
+    else:
+        estimator = _conditional(standardization, settings, core, mode)
+    _initialize_actnorm(estimator, theta, x)
+    return estimator
+
+
+def _conditional(
+    standardization: Standardization,
+    settings: MMDSettings,
+    core: dict[str, Any],
+    mode: Literal["ml", "hybrid"],
+) -> INNDensityEstimator:
+    """The conditional INN: a core over the parameters, conditioned on ``y``."""
+    dim_theta, dim_y = standardization.dim_theta, standardization.dim_y
+    if dim_theta == 1 and dim_y == 0:
+        raise ValueError("The INN needs a non-empty embedding of `x`.")
+    net = build_core(dim=dim_theta, context_dim=dim_y, **core)
+    return INNDensityEstimator(net, standardization, mode, settings)
+
+
+def _bidirectional(
+    standardization: Standardization,
+    settings: MMDSettings,
+    core: dict[str, Any],
+    latent_dim: int | None,
+    padded_dim: int | None,
+) -> BidirectionalINN:
+    """The unconditional ``[theta, pad] -> [y, z, pad]`` core and its model."""
+    dim_theta, dim_y = standardization.dim_theta, standardization.dim_y
     if dim_y > MAX_MMD_Y_DIM:
         raise ValueError(
             f"mode='mmd' predicts the data from the parameters and matches [z, y] by "
@@ -168,7 +165,7 @@ def _mmd_core(
             f"{MAX_MMD_Y_DIM} entries, got {dim_y}. Pass a fixed summary as "
             "`embedding_net`, or use mode='ml'."
         )
-    for parameter in embedding.parameters():
+    for parameter in standardization.embedding_net.parameters():
         parameter.requires_grad_(False)
     dim_z = dim_theta if latent_dim is None else latent_dim
     if dim_z < 1:
@@ -181,12 +178,13 @@ def _mmd_core(
             f"`padded_dim` must be at least max(dim_theta, dim_y + latent_dim) = "
             f"{minimum}, got {padded_dim}."
         )
-    return dict(dim=padded_dim, context_dim=0), dim_z
+    net = build_core(dim=padded_dim, context_dim=0, **core)
+    return BidirectionalINN(net, standardization, dim_z, padded_dim, settings)
 
 
 @torch.no_grad()
 def _initialize_actnorm(
-    estimator: INNDensityEstimator, theta: Tensor, x: Tensor
+    estimator: INNDensityEstimator | BidirectionalINN, theta: Tensor, x: Tensor
 ) -> None:
     """Run the training data (up to 2 000 rows) through the net once: Glow's
     data-dependent ActNorm initialization sees a representative batch, not sbi's
@@ -194,7 +192,7 @@ def _initialize_actnorm(
     finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(-1)
     theta, x = theta[finite][:2000], x[finite][:2000]
     theta_std = estimator._standardize(theta)
-    if estimator.mode == "mmd":
+    if isinstance(estimator, BidirectionalINN):
         estimator.net(estimator._pad(theta_std, estimator.mmd.pad_noise))
     else:
         estimator.net(theta_std, estimator._embed(x))
@@ -235,7 +233,7 @@ class INN(BuilderNPE):
             summary_writer, tracker, show_progress_bars,
         )  # fmt: skip
 
-    def train(self, **kwargs: Any) -> INNDensityEstimator:
+    def train(self, **kwargs: Any) -> INNDensityEstimator | BidirectionalINN:
         """Train as ``NPE.train`` (same arguments).
 
         In ``mmd`` mode the defaults change to ``training_batch_size=500`` and

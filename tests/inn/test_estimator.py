@@ -1,10 +1,13 @@
-"""INNDensityEstimator: normalization, shapes, latent maps, modes and errors."""
+"""INNDensityEstimator and BidirectionalINN: normalization, shapes, latent maps,
+modes and errors."""
 
 import pytest
 import torch
+from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 from torch import nn
 
 from sbi_allinone import inn_nn
+from sbi_allinone.inn import BidirectionalINN, INNDensityEstimator
 from sbi_allinone.inn.trainer import MAX_MMD_Y_DIM
 
 
@@ -63,10 +66,24 @@ def test_latent_round_trip_and_log_prob_consistency():
         torch.testing.assert_close(estimator.transform(latents, x[:1]), samples)
 
 
-def test_mmd_mode_has_no_log_prob_but_samples():
+@pytest.mark.parametrize(
+    ("mode", "model"),
+    [("ml", INNDensityEstimator), ("hybrid", INNDensityEstimator),
+     ("mmd", BidirectionalINN)],
+)  # fmt: skip
+def test_each_mode_builds_its_model(mode, model):
+    estimator, _, _ = _randomized(mode)
+    assert type(estimator) is model
+    assert isinstance(estimator, ConditionalDensityEstimator)  # what sbi checks
+    assert hasattr(estimator, "log_prob") == (mode != "mmd")
+    if mode != "mmd":
+        assert estimator.mode == mode
+
+
+def test_bidirectional_model_has_no_log_prob_but_samples():
     estimator, theta, x = _randomized("mmd")
     assert not hasattr(estimator, "log_prob")  # sbi's build check skips it
-    with pytest.raises(AttributeError, match="mode='mmd'"):
+    with pytest.raises(AttributeError, match="log_prob"):
         estimator.log_prob(theta[:2], x[:2])
     with torch.no_grad():
         assert estimator.sample((4,), x[:3]).shape == (4, 3, 2)
@@ -74,6 +91,12 @@ def test_mmd_mode_has_no_log_prob_but_samples():
         z = estimator.inverse_transform(theta[:5], x[:5])
         assert z.shape == (5, 2)
         assert estimator.predict_x(theta[:5]).shape == (5, 3)
+        # Sampling is the inverse map at standard-normal latents and y(x).
+        torch.manual_seed(3)
+        samples = estimator.sample((5,), x[:1]).squeeze(1)
+        torch.manual_seed(3)
+        latents = torch.randn(5, 2)
+        torch.testing.assert_close(estimator.transform(latents, x[:1]), samples)
     # [theta (2), pad] -> [y (3), z (2), pad]; padded to twice y + z by default.
     assert estimator.dim_total == 10
     theta_, x_ = _data()
@@ -154,3 +177,5 @@ def test_bad_input_raises_clear_errors():
         estimator.log_prob(theta[:2], torch.randn(2, 4))
     with pytest.raises(ValueError, match="`z`"):
         estimator.transform(torch.randn(3, 5), x[:1])
+    with pytest.raises(ValueError, match="BidirectionalINN"):
+        INNDensityEstimator(estimator.net, None, "mmd", estimator.mmd)

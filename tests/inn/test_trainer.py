@@ -8,6 +8,7 @@ from sbi.inference import NPE
 from sbi.utils.metrics import c2st
 
 from sbi_allinone import INN, inn_nn
+from sbi_allinone.inn import BidirectionalINN
 from sbi_allinone.inn.toy import MultimodalToy
 from sbi_allinone.tracking import NullTracker
 
@@ -104,10 +105,29 @@ def test_mmd_mode_samples_but_has_no_density():
         inference.append_simulations(theta, x).train(max_num_epochs=5)
     posterior = inference.build_posterior()
     assert posterior.sample((10,), x=X_O, show_progress_bars=False).shape == (10, 2)
-    with pytest.raises(AttributeError, match="mode='mmd'"):
+    with pytest.raises(AttributeError, match="log_prob"):
         posterior.log_prob(torch.zeros(3, 2), x=X_O)
     with pytest.raises(ValueError, match="proposal"):
         inference.append_simulations(theta, x, proposal=posterior).train()
+
+
+def test_mmd_builder_is_a_drop_in_for_sbi_npe():
+    torch.manual_seed(0)
+    theta, x = _simulate(300)
+    inference = NPE(
+        PRIOR,
+        density_estimator=inn_nn("mmd", num_blocks=2, hidden_features=16),
+        tracker=NullTracker(),
+        show_progress_bars=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inference.append_simulations(theta, x).train(
+            max_num_epochs=2, training_batch_size=100
+        )
+    posterior = inference.build_posterior()
+    assert isinstance(posterior.posterior_estimator, BidirectionalINN)
+    assert posterior.sample((10,), x=X_O, show_progress_bars=False).shape == (10, 2)
 
 
 def test_invalid_simulations_are_excluded_as_in_sbi():
