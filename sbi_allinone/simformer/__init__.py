@@ -5,13 +5,16 @@
 :class:`~.posterior.SimformerPosterior` objects. Dependency graphs for attention
 masks are built with :func:`~.masks.adjacency_from_parents`; interval observations
 and constraints are :class:`~.guidance.Interval` and
-:class:`~.guidance.LinearConstraint`.
+:class:`~.guidance.LinearConstraint`. :func:`~.vector_field.vector_field_posterior`
+puts a trained Simformer conditional into sbi's ``VectorFieldPosterior`` (iid
+observations, sbi's guidance methods).
 """
 
 from sbi_allinone.simformer.guidance import Interval, LinearConstraint
 from sbi_allinone.simformer.masks import adjacency_from_parents
 from sbi_allinone.simformer.posterior import SimformerPosterior
 from sbi_allinone.simformer.trainer import Simformer
+from sbi_allinone.simformer.vector_field import vector_field_posterior
 
 __all__ = [
     "Interval",
@@ -19,4 +22,5 @@ __all__ = [
     "Simformer",
     "SimformerPosterior",
     "adjacency_from_parents",
+    "vector_field_posterior",
 ]
