@@ -3,12 +3,13 @@
 For two_moons (2 dimensions), slcp (5), gaussian_linear and bernoulli_glm (10): the
 method posteriors of ``c2st_validation.py`` (NPE with MAF and NSF, FMPE at 1 000
 simulations, NPE at 100) against sbibm's reference, 10 000 against 10 000 samples,
-seed 1, each pair scored by sklearn and then by torch (so both see the same load),
-and then the task's pairs all at once by ``c2st_batch``, as the runner scores a
-cell's observations. sklearn uses the BLAS's default threads (here, 2); torch is
-timed with the caller's threads at 2, and at 1. The torch C2ST itself drops to one
-thread up to 10 dimensions (100 hidden units), so there the two torch columns time
-the same thing; ``c2st_speed.md`` was measured before that choice, which it informed.
+the runner's C2ST seed (``C2ST_SEED``), each pair scored by sklearn and then by torch
+(so both see the same load), and then the task's pairs all at once by
+``c2st_batch``, as the runner scores a cell's observations. sklearn uses the BLAS's
+default threads (here, 2); torch is timed with the caller's threads at 2, and at 1.
+The torch C2ST itself drops to one thread up to 10 dimensions (100 hidden units), so
+there the two torch columns time the same thing; ``c2st_speed.md`` was measured
+before that choice, which it informed.
 
     cd docs/benchmarks
     python c2st_validation.py   # first: it draws and caches the samples
@@ -26,7 +27,7 @@ import torch
 from c2st_validation import pairs_of
 from sbi.utils.metrics import c2st as sklearn_c2st
 
-from sbi_allinone.benchmarks.c2st import c2st, c2st_batch
+from sbi_allinone.benchmarks.c2st import C2ST_SEED, c2st, c2st_batch
 
 TASKS = ("two_moons", "slcp", "gaussian_linear", "bernoulli_glm")
 KINDS = ("npe_1000", "npe_nsf_1000", "fmpe_1000", "npe_100")
@@ -56,7 +57,7 @@ def main() -> None:
         "",
         f"Started {time.strftime('%Y-%m-%d %H:%M')}, torch threads: "
         f"{torch.get_num_threads()}. Seconds per pair of 10 000 against 10 000 "
-        "samples, seed 1.",
+        f"samples, seed {C2ST_SEED}.",
         "",
         "| task | dim | pair | sklearn C2ST | torch C2ST | sklearn s | torch s | "
         "torch s, 1 thread | sklearn / torch |",
@@ -68,11 +69,11 @@ def main() -> None:
         slow_total = fast_total = 0.0
         for kind in kinds:
             X, Y = pairs[kind]
-            theirs, slow = _timed(sklearn_c2st, X, Y, seed=1, classifier="mlp")
-            ours, fast = _timed(c2st, X, Y, seed=1)
+            theirs, slow = _timed(sklearn_c2st, X, Y, seed=C2ST_SEED, classifier="mlp")
+            ours, fast = _timed(c2st, X, Y, seed=C2ST_SEED)
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
-            _, single = _timed(c2st, X, Y, seed=1)
+            _, single = _timed(c2st, X, Y, seed=C2ST_SEED)
             torch.set_num_threads(threads)
             slow_total, fast_total = slow_total + slow, fast_total + fast
             lines.append(
@@ -81,7 +82,7 @@ def main() -> None:
                 f"{slow / fast:.1f} |"
             )
             print(lines[-1], flush=True)
-        _, batched = _timed(c2st_batch, [pairs[k] for k in kinds], seed=1)
+        _, batched = _timed(c2st_batch, [pairs[k] for k in kinds], seed=C2ST_SEED)
         summary.append(
             (task_name, pairs[kinds[0]][0].shape[1], slow_total, fast_total, batched)
         )

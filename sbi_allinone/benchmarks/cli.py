@@ -1,12 +1,36 @@
-"""Command line: ``sbi-allinone bench | report | list``."""
+"""Command line: ``sbi-allinone bench | report | list``.
+
+The defaults of ``bench`` are those of :class:`RunSettings` and
+:func:`run_benchmark`, and the defaults of ``report`` those of :func:`write_report`:
+each is defined once, there, and read from there.
+"""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sbi_allinone.benchmarks.cells import TARGETS, RunSettings, make_cells
+from sbi_allinone.benchmarks.methods import available_methods, get_method
+from sbi_allinone.benchmarks.published import PUBLISHED_ALGORITHMS
+from sbi_allinone.benchmarks.report import plot_prefix, report_name, write_report
+from sbi_allinone.benchmarks.runner import run_benchmark
+from sbi_allinone.benchmarks.tasks import TASK_NAMES
 
 __all__ = ["main", "parse_numbers"]
+
+# The settings a sweep runs with unless told otherwise.
+_SETTINGS = RunSettings()
+# Results folder of both sub-commands.
+_RESULTS = "results"
+
+
+def _default(function: Callable, name: str) -> Any:
+    """The default of ``function``'s keyword argument ``name``."""
+    return inspect.signature(function).parameters[name].default
 
 
 def parse_numbers(text: str) -> list[int]:
@@ -44,12 +68,20 @@ def _names(text: str) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The ``sbi-allinone`` parser: one sub-command each for bench, report, list."""
     parser = argparse.ArgumentParser(
         prog="sbi-allinone",
         description="Benchmark sbi estimators and ours on sbibm tasks.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_bench(commands)
+    _add_report(commands)
+    commands.add_parser("list", help="list tasks and registered methods")
+    return parser
 
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    """The ``bench`` sub-command: which cells, how they are scored, where they run."""
     bench = commands.add_parser(
         "bench",
         help="train and score (task, method, budget, seed) cells",
@@ -57,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
         "Finished cells are appended to OUT/results.csv (OUT/likelihood.csv with "
         "--target likelihood); re-running resumes.",
     )
+    _add_sweep_arguments(bench)
+    _add_scoring_arguments(bench)
+    _add_execution_arguments(bench)
+
+
+def _add_sweep_arguments(bench: argparse.ArgumentParser) -> None:
+    """The cells of a sweep, the observations and samples, the results folder."""
     bench.add_argument("--tasks", type=_names, default=["two_moons"])
     bench.add_argument(
         "--methods",
@@ -67,13 +106,19 @@ def _parser() -> argparse.ArgumentParser:
         "'npe,simformer[num_steps=10000,ode_solver=heun]'",
     )
     bench.add_argument("--budgets", type=parse_numbers, default=[1000])
-    bench.add_argument("--observations", type=parse_numbers, default=list(range(1, 11)))
+    bench.add_argument(
+        "--observations", type=parse_numbers, default=list(_SETTINGS.observations)
+    )
     bench.add_argument("--seeds", type=parse_numbers, default=[1])
-    bench.add_argument("--out", default="results")
-    bench.add_argument("--num-samples", type=int, default=10_000)
+    bench.add_argument("--out", default=_RESULTS)
+    bench.add_argument("--num-samples", type=int, default=_SETTINGS.num_samples)
+
+
+def _add_scoring_arguments(bench: argparse.ArgumentParser) -> None:
+    """How samples are scored: classifier, device, target, bounded rejection."""
     bench.add_argument(
         "--classifier",
-        default="mlp",
+        default=_SETTINGS.classifier,
         help="C2ST classifier: mlp (default: sbi's MLP test, in torch), "
         "mlp_sklearn (the same test by sbi's sklearn c2st, slower), mlp_sbibm "
         "(sbibm's own MLP test, without early stopping: the metric of sbibm's "
@@ -81,60 +126,71 @@ def _parser() -> argparse.ArgumentParser:
         "several, e.g. mlp,rf (same samples)",
     )
     bench.add_argument(
-        "--device", default="cpu", help="device of the mlp C2ST (cpu, cuda, ...)"
+        "--device",
+        default=_SETTINGS.device,
+        help="device of the mlp C2ST (cpu, cuda, ...)",
     )
     bench.add_argument(
         "--target",
-        choices=("posterior", "likelihood"),
-        default="posterior",
+        choices=TARGETS,
+        default=_SETTINGS.target,
         help="score posteriors (default) or likelihoods p(x|theta) at each "
         "observation's true parameters against the simulator",
     )
     bench.add_argument(
         "--max-sampling-time",
         type=float,
-        default=120.0,
+        default=_SETTINGS.max_sampling_time,
         help="seconds a posterior may spend rejecting samples outside the prior per "
         "observation; the rest is drawn without rejection, with a warning",
     )
+
+
+def _add_execution_arguments(bench: argparse.ArgumentParser) -> None:
+    """Where and how cells run: processes, Dask, threads; a report at the end."""
     bench.add_argument(
         "--jobs",
         type=int,
-        default=1,
+        default=_default(run_benchmark, "jobs"),
         help="worker processes on this machine (Dask workers with --scheduler local)",
     )
     bench.add_argument(
         "--scheduler",
-        default=None,
+        default=_default(run_benchmark, "scheduler"),
         help="run cells on Dask: 'local' (a cluster of --jobs processes here) or a "
         "scheduler address (tcp://host:8786); needs pip install 'sbi-allinone[dask]'",
     )
     bench.add_argument(
-        "--threads", type=int, default=None, help="torch threads per cell"
+        "--threads", type=int, default=_SETTINGS.threads, help="torch threads per cell"
     )
     bench.add_argument(
         "--report", action="store_true", help="print the report at the end"
     )
 
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    """The ``report`` sub-command; its defaults are :func:`write_report`'s."""
     report = commands.add_parser("report", help="table and plots of a results folder")
-    report.add_argument("out", nargs="?", default="results")
+    report.add_argument("out", nargs="?", default=_RESULTS)
     report.add_argument(
         "--baseline",
-        default="auto",
+        default=_default(write_report, "baseline"),
         help="method the C2ST differences and time ratios refer to; default: "
         "npe_sbibm if the results hold it, else npe ('' for none)",
     )
     report.add_argument(
         "--observations",
         type=parse_numbers,
-        default=None,
+        default=_default(write_report, "observations"),
         help="only these observations, e.g. 1-5 (default: all)",
     )
     report.add_argument(
-        "--target", choices=("posterior", "likelihood"), default="posterior"
+        "--target", choices=TARGETS, default=_default(write_report, "target")
     )
     report.add_argument(
-        "--classifier", default=None, help="only rows scored by this classifier"
+        "--classifier",
+        default=_default(write_report, "classifier"),
+        help="only rows scored by this classifier",
     )
     report.add_argument(
         "--published",
@@ -145,9 +201,6 @@ def _parser() -> argparse.ArgumentParser:
         "e.g. NPE,NLE), and compare npe_sbibm with sbibm's published NPE",
     )
 
-    commands.add_parser("list", help="list tasks and registered methods")
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sbi-allinone`` console script."""
@@ -157,19 +210,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         return _report(
             args.out,
-            args.baseline or None,
-            args.observations,
             args.target,
-            args.classifier,
-            _published(args.published),
+            baseline=args.baseline or None,
+            observations=args.observations,
+            classifier=args.classifier,
+            published=_published(args.published),
         )
     return _bench(args)
 
 
 def _list() -> int:
-    from sbi_allinone.benchmarks.methods import available_methods, get_method
-    from sbi_allinone.benchmarks.tasks import TASK_NAMES
-
     print("tasks:  ", ", ".join(TASK_NAMES))
     print("methods:")
     for name in available_methods():
@@ -178,39 +228,27 @@ def _list() -> int:
 
 
 def _published(text: str | None) -> tuple[str, ...]:
-    from sbi_allinone.benchmarks.published import PUBLISHED_ALGORITHMS
-
     if text is None:
         return ()
     return PUBLISHED_ALGORITHMS if text == "all" else tuple(_names(text))
 
 
-def _report(
-    out: str,
-    baseline: str | None,
-    observations: list[int] | None = None,
-    target: str = "posterior",
-    classifier: str | None = None,
-    published: tuple[str, ...] = (),
-) -> int:
-    from sbi_allinone.benchmarks.report import write_report
-
+def _report(out: str, target: str, **options: Any) -> int:
+    """Print the report of ``out``; ``options`` go to :func:`write_report`."""
     try:
-        table = write_report(out, baseline, observations, target, classifier, published)
+        table = write_report(out, target=target, **options)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(table)
-    prefix = "" if target == "posterior" else f"{target}_"
-    name = "report.md" if target == "posterior" else f"report_{target}.md"
-    print(f"\nwritten: {out}/{name} and {out}/{prefix}c2st_<task>.png")
+    print(
+        f"\nwritten: {out}/{report_name(target)} and "
+        f"{out}/{plot_prefix(target)}c2st_<task>.png"
+    )
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from sbi_allinone.benchmarks.cells import RunSettings, make_cells
-    from sbi_allinone.benchmarks.runner import run_benchmark
-
     try:
         settings = RunSettings(
             observations=tuple(args.observations),
@@ -235,7 +273,7 @@ def _bench(args: argparse.Namespace) -> int:
     for cell, error in failures:
         print(f"cell {cell} failed: {type(error).__name__}: {error}", file=sys.stderr)
     if args.report:
-        _report(args.out, "auto", args.observations, args.target)
+        _report(args.out, args.target, observations=args.observations)
     return 1 if failures else 0
 
 

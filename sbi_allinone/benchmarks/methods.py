@@ -289,12 +289,36 @@ def train_inflationary_flow(
     x: Tensor,
     prior: Distribution,
     show_progress_bars: bool = False,
+    training_batch_size: int | None = None,
+    learning_rate: float | None = None,
+    stop_after_epochs: int | None = None,
+    max_num_epochs: int | None = None,
     **flow_kwargs: Any,
 ) -> TrainedPosterior:
-    """The inflationary flow at its defaults (PR-preserving, Heun, 64 steps)."""
-    return _train_default(
-        InflationaryFlow, theta, x, prior, show_progress_bars, **flow_kwargs
+    """The inflationary flow at its defaults (PR-preserving, Heun, 64 steps) unless
+    options say otherwise: the training options go to ``InflationaryFlow.train``
+    (``iflow[stop_after_epochs=6000,max_num_epochs=5000]``; ``None`` keeps the
+    trainer's default), the others to
+    :func:`~sbi_allinone.inflationary.trainer.inflationary_flow_nn`
+    (``iflow[steps=256]``, ``iflow[ema_decay=None]``)."""
+    training = {
+        "training_batch_size": training_batch_size,
+        "learning_rate": learning_rate,
+        "stop_after_epochs": stop_after_epochs,
+        "max_num_epochs": max_num_epochs,
+    }
+    inference = InflationaryFlow(
+        prior,
+        tracker=NullTracker(),
+        show_progress_bars=show_progress_bars,
+        **flow_kwargs,
     )
+    # Only what is set: the trainer derives its defaults (the patience from the
+    # number of simulations and the batch size) from what is absent.
+    inference.append_simulations(theta, x).train(
+        **{key: value for key, value in training.items() if value is not None}
+    )
+    return TrainedPosterior(inference.build_posterior(), _epochs(inference))
 
 
 # sbi's estimators (baselines.py) build on the helpers above, so they are imported

@@ -14,6 +14,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sbi_allinone.benchmarks.published import (
     REPRODUCES,
@@ -21,11 +22,17 @@ from sbi_allinone.benchmarks.published import (
 )
 from sbi_allinone.benchmarks.results import read_results
 
+if TYPE_CHECKING:  # matplotlib is imported only when plotting
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap
+
 __all__ = [
     "BASELINES",
     "markdown_table",
     "plot_c2st",
+    "plot_prefix",
     "published_table",
+    "report_name",
     "summarize",
     "write_report",
 ]
@@ -97,47 +104,14 @@ def markdown_table(summary: list[dict], baseline: str | None = "npe") -> str:
         for s in summary
         if s["method"] == baseline
     }
-    with_baseline = bool(base)
+    # Without a baseline row the comparison columns would be all dashes: drop them.
+    compare = baseline if base else None
     several = len({s["classifier"] for s in summary}) > 1
-    header = [
-        "task",
-        "budget",
-        *(["classifier"] if several else []),
-        "method",
-        "C2ST (mean ± sd)",
-        "n",
-    ]
-    if with_baseline:
-        header += [f"C2ST − {baseline}"]
-    header += ["train s", "sample s", "C2ST s"]
-    if with_baseline:
-        header += [f"train / {baseline}", f"sample / {baseline}"]
-    header += ["epochs"]
+    header = _table_header(compare, several)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for s in summary:
-        failed = f" ({s['n_failed']} NaN)" if s["n_failed"] else ""
-        ref = base.get((s["task"], s["budget"], s["classifier"]))
-        cells = [
-            s["task"],
-            str(s["budget"]),
-            *([s["classifier"]] if several else []),
-            s["method"],
-            f"{s['c2st_mean']:.3f} ± {s['c2st_sd']:.3f}{failed}",
-            str(s["n"]),
-        ]
-        if with_baseline:
-            cells.append(f"{s['c2st_mean'] - ref['c2st_mean']:+.3f}" if ref else "–")
-        cells += [
-            f"{s['train_time_s']:.1f}",
-            f"{s['sample_time_s']:.2f}",
-            "–" if math.isnan(s["c2st_time_s"]) else f"{s['c2st_time_s']:.1f}",
-        ]
-        if with_baseline:
-            cells += [
-                _ratio(s["train_time_s"], ref and ref["train_time_s"]),
-                _ratio(s["sample_time_s"], ref and ref["sample_time_s"]),
-            ]
-        cells.append(f"{s['epochs']:.0f}")
+        reference = base.get((s["task"], s["budget"], s["classifier"]))
+        cells = _table_row(s, reference, compare is not None, several)
         lines.append("| " + " | ".join(cells) + " |")
     classifiers = ", ".join(sorted({s["classifier"] for s in summary}))
     lines.append("")
@@ -146,6 +120,56 @@ def markdown_table(summary: list[dict], baseline: str | None = "npe") -> str:
         "sample s and C2ST s = seconds per observation."
     )
     return "\n".join(lines)
+
+
+def _table_header(baseline: str | None, several: bool) -> list[str]:
+    """Column names of :func:`markdown_table`; ``baseline`` adds the comparisons,
+    ``several`` (classifiers) the classifier column."""
+    header = [
+        "task",
+        "budget",
+        *(["classifier"] if several else []),
+        "method",
+        "C2ST (mean ± sd)",
+        "n",
+    ]
+    if baseline is not None:
+        header += [f"C2ST − {baseline}"]
+    header += ["train s", "sample s", "C2ST s"]
+    if baseline is not None:
+        header += [f"train / {baseline}", f"sample / {baseline}"]
+    return header + ["epochs"]
+
+
+def _table_row(
+    s: dict, reference: dict | None, compare: bool, several: bool
+) -> list[str]:
+    """One summary entry's cells; ``reference``: the baseline's entry of the same
+    task, budget and classifier, if any (else the comparisons are dashes)."""
+    failed = f" ({s['n_failed']} NaN)" if s["n_failed"] else ""
+    cells = [
+        s["task"],
+        str(s["budget"]),
+        *([s["classifier"]] if several else []),
+        s["method"],
+        f"{s['c2st_mean']:.3f} ± {s['c2st_sd']:.3f}{failed}",
+        str(s["n"]),
+    ]
+    if compare:
+        cells.append(
+            f"{s['c2st_mean'] - reference['c2st_mean']:+.3f}" if reference else "–"
+        )
+    cells += [
+        f"{s['train_time_s']:.1f}",
+        f"{s['sample_time_s']:.2f}",
+        "–" if math.isnan(s["c2st_time_s"]) else f"{s['c2st_time_s']:.1f}",
+    ]
+    if compare:
+        cells += [
+            _ratio(s["train_time_s"], reference and reference["train_time_s"]),
+            _ratio(s["sample_time_s"], reference and reference["sample_time_s"]),
+        ]
+    return cells + [f"{s['epochs']:.0f}"]
 
 
 def _ratio(value: float, reference: float | None) -> str:
@@ -170,48 +194,27 @@ def published_table(rows: list[dict]) -> str:
         A markdown table, or an empty string if no row reproduces a published
         algorithm.
     """
-    groups: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        if row["method"] in REPRODUCES and row["classifier"] in _MLP:
-            key = (row["task"], row["budget"], row["method"], row["classifier"])
-            if not math.isnan(row["c2st"]):
-                groups[key][row["observation"]].append(row["c2st"])
     published = published_summary(tuple(sorted(set(REPRODUCES.values()))))
     lines = []
-    for (task, budget, method, classifier), ours in sorted(groups.items()):
+    for key, ours in sorted(_reproductions(rows).items()):
+        task, budget, method, _ = key
         theirs = published.get((task, budget, REPRODUCES[method]))
-        if theirs is None:
-            continue
-        common = sorted(set(ours) & set(theirs["values"]))
-        if not common:
-            continue
-        mine = [statistics.fmean(ours[o]) for o in common]
-        paper = [theirs["values"][o] for o in common]
-        differences = [a - b for a, b in zip(mine, paper, strict=True)]
-        difference = statistics.fmean(differences)
-        error = (
-            statistics.stdev(differences) / math.sqrt(len(common))
-            if len(common) > 1
-            else math.nan
-        )
-        # The published spread: over all its observations, whichever we ran.
-        spread = theirs["sd"]
-        agrees = abs(difference) <= max(AGREEMENT, spread)
-        lines.append(
-            f"| {task} | {budget} | {method} ({classifier}) | "
-            f"{statistics.fmean(mine):.3f} | {REPRODUCES[method]} "
-            f"{statistics.fmean(paper):.3f} ± {spread:.3f} | "
-            f"{difference:+.3f} ± {error:.3f} | {len(common)} | "
-            f"{'yes' if agrees else '**no**'} |"
-        )
+        if theirs is not None:
+            lines += _published_row(key, ours, theirs)
     if not lines:
         return ""
-    header = [
-        "| task | budget | ours | C2ST | published (mean ± sd) | ours − published "
-        "(mean ± se) | observations | agrees |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    footer = [
+    return "\n".join(_PUBLISHED_HEADER + lines + _published_footer())
+
+
+_PUBLISHED_HEADER = [
+    "| task | budget | ours | C2ST | published (mean ± sd) | ours − published "
+    "(mean ± se) | observations | agrees |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def _published_footer() -> list[str]:
+    return [
         "",
         f"Agrees: the means differ by at most {AGREEMENT} or by at most the published "
         "sd over observations. Published: sbibm paper (Lueckmann et al. 2021; "
@@ -220,7 +223,47 @@ def published_table(rows: list[dict]) -> str:
         "higher, since sbibm's classifier trains without early stopping and "
         "overfits where the dimension is high.",
     ]
-    return "\n".join(header + lines + footer)
+
+
+def _reproductions(rows: list[dict]) -> dict[tuple, dict[int, list[float]]]:
+    """Finite C2ST values of the methods in :data:`REPRODUCES` scored by an MLP,
+    per (task, budget, method, classifier) and observation."""
+    groups: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["method"] in REPRODUCES and row["classifier"] in _MLP:
+            key = (row["task"], row["budget"], row["method"], row["classifier"])
+            if not math.isnan(row["c2st"]):
+                groups[key][row["observation"]].append(row["c2st"])
+    return groups
+
+
+def _published_row(key: tuple, ours: dict[int, list[float]], theirs: dict) -> list[str]:
+    """The table line of one (task, budget, method, classifier) against the
+    published summary ``theirs``, over the observations both have (none: no line).
+    """
+    task, budget, method, classifier = key
+    common = sorted(set(ours) & set(theirs["values"]))
+    if not common:
+        return []
+    mine = [statistics.fmean(ours[o]) for o in common]
+    paper = [theirs["values"][o] for o in common]
+    differences = [a - b for a, b in zip(mine, paper, strict=True)]
+    difference = statistics.fmean(differences)
+    error = (
+        statistics.stdev(differences) / math.sqrt(len(common))
+        if len(common) > 1
+        else math.nan
+    )
+    # The published spread: over all its observations, whichever we ran.
+    spread = theirs["sd"]
+    agrees = abs(difference) <= max(AGREEMENT, spread)
+    return [
+        f"| {task} | {budget} | {method} ({classifier}) | "
+        f"{statistics.fmean(mine):.3f} | {REPRODUCES[method]} "
+        f"{statistics.fmean(paper):.3f} ± {spread:.3f} | "
+        f"{difference:+.3f} ± {error:.3f} | {len(common)} | "
+        f"{'yes' if agrees else '**no**'} |"
+    ]
 
 
 def plot_c2st(
@@ -256,48 +299,76 @@ def plot_c2st(
     paths = []
     for task, entries in by_task.items():
         fig, ax = plt.subplots(figsize=(6.5, 3.8) if curves else (4.5, 3.5))
-        for method in sorted({e["method"] for e in entries}):
-            points = sorted(
-                (e["budget"], e["c2st_mean"], e["c2st_sd"])
-                for e in entries
-                if e["method"] == method
-            )
-            budgets, means, sds = zip(*points, strict=True)
-            ax.errorbar(
-                budgets, means, yerr=sds, marker="o", capsize=3, lw=2, label=method,
-                zorder=3,
-            )  # fmt: skip
-        colors = plt.get_cmap("Dark2")
-        for k, algorithm in enumerate(published):
-            points = sorted(
-                (budget, c["mean"], c["sd"])
-                for (t, budget, a), c in curves.items()
-                if t == task and a == algorithm
-            )
-            if not points:
-                continue
-            budgets, means, sds = zip(*points, strict=True)
-            ax.errorbar(
-                budgets, means, yerr=sds, ls="--", lw=0.8, marker="x", ms=4,
-                capsize=2, alpha=0.6, color=colors(k % 8),
-                label=f"sbibm {algorithm}",
-            )  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_ylim(0.45, 1.02)
-        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.set_xlabel("number of simulations")
-        ax.set_ylabel(f"C2ST ({entries[0]['classifier']})")
-        ax.set_title(task if not prefix else f"{task} ({prefix.rstrip('_')})")
-        if curves:  # many lines: the legend beside the plot
-            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-        else:
-            ax.legend(fontsize=8)
+        _plot_methods(ax, entries)
+        _plot_published(ax, task, curves, published, plt.get_cmap("Dark2"))
+        _label_axes(ax, task, entries[0]["classifier"], prefix, beside=bool(curves))
         fig.tight_layout()
         path = Path(out_dir) / f"{prefix}c2st_{task}.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _plot_methods(ax: Axes, entries: list[dict]) -> None:
+    """One C2ST-vs-budget curve (mean ± sd) per method of one task's entries."""
+    for method in sorted({e["method"] for e in entries}):
+        points = sorted(
+            (e["budget"], e["c2st_mean"], e["c2st_sd"])
+            for e in entries
+            if e["method"] == method
+        )
+        budgets, means, sds = zip(*points, strict=True)
+        ax.errorbar(
+            budgets, means, yerr=sds, marker="o", capsize=3, lw=2, label=method,
+            zorder=3,
+        )  # fmt: skip
+
+
+def _plot_published(
+    ax: Axes,
+    task: str,
+    curves: dict,
+    published: tuple[str, ...],
+    colors: Colormap,
+) -> None:
+    """sbibm's published curves of ``task`` (dashed), one color per algorithm;
+    algorithms without numbers for the task keep their color but draw nothing."""
+    for k, algorithm in enumerate(published):
+        points = sorted(
+            (budget, c["mean"], c["sd"])
+            for (t, budget, a), c in curves.items()
+            if t == task and a == algorithm
+        )
+        if not points:
+            continue
+        budgets, means, sds = zip(*points, strict=True)
+        ax.errorbar(
+            budgets, means, yerr=sds, ls="--", lw=0.8, marker="x", ms=4,
+            capsize=2, alpha=0.6, color=colors(k % 8),
+            label=f"sbibm {algorithm}",
+        )  # fmt: skip
+
+
+def _label_axes(
+    ax: Axes,
+    task: str,
+    classifier: str,
+    prefix: str,
+    beside: bool,
+) -> None:
+    """Scales, chance line, labels, title and legend (``beside`` the plot when
+    published curves make it long)."""
+    ax.set_xscale("log")
+    ax.set_ylim(0.45, 1.02)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("number of simulations")
+    ax.set_ylabel(f"C2ST ({classifier})")
+    ax.set_title(task if not prefix else f"{task} ({prefix.rstrip('_')})")
+    if beside:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    else:
+        ax.legend(fontsize=8)
 
 
 def write_report(
@@ -350,8 +421,18 @@ def write_report(
         comparison = published_table(rows)
         if comparison:
             table += "\n\n## Against sbibm's published numbers\n\n" + comparison
-    prefix = "" if target == "posterior" else f"{target}_"
-    name = "report.md" if target == "posterior" else f"report_{target}.md"
-    (Path(out_dir) / name).write_text(table + "\n")
-    plot_c2st(summary, out_dir, prefix, published if target == "posterior" else ())
+    (Path(out_dir) / report_name(target)).write_text(table + "\n")
+    shown = published if target == "posterior" else ()
+    plot_c2st(summary, out_dir, plot_prefix(target), shown)
     return table
+
+
+def report_name(target: str = "posterior") -> str:
+    """File name of a target's report in a results folder (``report.md`` for
+    posteriors, ``report_<target>.md`` otherwise)."""
+    return "report.md" if target == "posterior" else f"report_{target}.md"
+
+
+def plot_prefix(target: str = "posterior") -> str:
+    """File-name prefix of a target's plots (none for posteriors)."""
+    return "" if target == "posterior" else f"{target}_"

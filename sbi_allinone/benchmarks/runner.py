@@ -39,7 +39,12 @@ from sbi.utils.metrics import c2st as sklearn_c2st
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from sbi_allinone.benchmarks.c2st import SBIBM_SETTINGS, MLPSettings, c2st_batch
+from sbi_allinone.benchmarks.c2st import (
+    C2ST_SEED,
+    SBIBM_SETTINGS,
+    MLPSettings,
+    c2st_batch,
+)
 from sbi_allinone.benchmarks.cells import (
     CLASSIFIERS,
     TARGETS,
@@ -232,7 +237,7 @@ def _c2st(
         start = time.perf_counter()
         values = c2st_batch(
             list(trimmed.values()),
-            seed=1,
+            seed=C2ST_SEED,
             device=device,
             settings=_TORCH_MLP[classifier],
         )
@@ -244,7 +249,9 @@ def _c2st(
         name = {"mlp_sklearn": "mlp", "rf": "rf"}[classifier]
         for i, (reference, samples) in trimmed.items():
             start = time.perf_counter()
-            value = float(sklearn_c2st(reference, samples, seed=1, classifier=name))
+            value = float(
+                sklearn_c2st(reference, samples, seed=C2ST_SEED, classifier=name)
+            )
             scores[i] = (round(value, 4), time.perf_counter() - start)
     return [scores[i] for i in range(len(pairs))]
 

@@ -1,10 +1,13 @@
 """The `sbi-allinone` command line."""
 
 import argparse
+import dataclasses
+import inspect
 
 import pytest
 
-from sbi_allinone.benchmarks.cli import main, parse_numbers
+from sbi_allinone.benchmarks import RunSettings, run_benchmark, write_report
+from sbi_allinone.benchmarks.cli import _parser, main, parse_numbers
 
 from .helpers import FAST, register_test_methods
 
@@ -55,3 +58,25 @@ def test_list(capsys):
     printed = capsys.readouterr().out
     assert "two_moons" in printed and "npse" in printed and "fmpe" in printed
     assert "npe_sbibm" in printed
+
+
+def test_bench_defaults_are_the_run_settings_defaults():
+    args = _parser().parse_args(["bench"])
+    # Every setting but the progress bars (always off on the command line) is an
+    # option, and its default is RunSettings' own.
+    for field in dataclasses.fields(RunSettings):
+        if field.name == "show_progress_bars":
+            continue
+        value = getattr(args, field.name)
+        expected = field.default
+        assert (tuple(value) if field.name == "observations" else value) == expected
+    engine = inspect.signature(run_benchmark).parameters
+    assert args.jobs == engine["jobs"].default
+    assert args.scheduler == engine["scheduler"].default
+
+
+def test_report_defaults_are_write_report_defaults():
+    args = _parser().parse_args(["report"])
+    parameters = inspect.signature(write_report).parameters
+    for name in ("baseline", "observations", "target", "classifier"):
+        assert getattr(args, name) == parameters[name].default, name

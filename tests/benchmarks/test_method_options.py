@@ -42,3 +42,20 @@ def test_cli_splits_methods_outside_brackets():
         "simformer[num_steps=10,steps=8]",
         "iflow",
     ]
+
+
+def test_iflow_training_options_reach_its_training():
+    import torch
+    from sbi.utils import BoxUniform
+
+    prior = BoxUniform(torch.zeros(2), torch.ones(2))
+    theta = prior.sample((60,))
+    method = get_method("iflow[max_num_epochs=2,hidden_features=8,num_layers=1]")
+    assert method.train.keywords == {
+        "max_num_epochs": 2,
+        "hidden_features": 8,
+        "num_layers": 1,
+    }
+    trained = method.fit(theta, theta.flip(-1), prior)
+    # sbi counts from 0 and runs max_num_epochs + 1 epochs.
+    assert trained.epochs <= 3

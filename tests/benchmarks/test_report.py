@@ -5,7 +5,13 @@ import math
 import pytest
 
 from sbi_allinone.benchmarks import read_results
-from sbi_allinone.benchmarks.report import markdown_table, summarize, write_report
+from sbi_allinone.benchmarks.report import (
+    markdown_table,
+    plot_prefix,
+    report_name,
+    summarize,
+    write_report,
+)
 from sbi_allinone.benchmarks.results import COLUMNS, append_results
 
 
@@ -70,6 +76,16 @@ def test_write_report_files(results):
     assert (results / "report.md").read_text().strip() == table.strip()
     png = results / "c2st_two_moons.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_likelihood_report_files(tmp_path):
+    append_results(tmp_path, [_row("npe", 1000, 1, 0.7)], "likelihood")
+    assert report_name("posterior") == "report.md" and plot_prefix("posterior") == ""
+    write_report(tmp_path, target="likelihood")
+    assert report_name("likelihood") == "report_likelihood.md"
+    assert (tmp_path / "report_likelihood.md").exists()
+    assert (tmp_path / f"{plot_prefix('likelihood')}c2st_two_moons.png").exists()
+    assert not (tmp_path / "report.md").exists()
 
 
 def test_report_on_selected_observations(results):
