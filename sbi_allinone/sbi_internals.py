@@ -5,7 +5,9 @@ trainer that bypasses ``NeuralInference.append_simulations`` (the Simformer keep
 NaN entries as missing data), configure its training loop (``TrainConfig``),
 override the loop's hooks, or check a condition's shape as its density estimators
 do. The rest of the package calls these functions and never touches an underscore
-attribute of an sbi object, so that a new sbi release breaks one file, and
+attribute of an sbi object (a subclass of an sbi class uses the names listed in
+:data:`TRAINER_ATTRIBUTES` and :data:`VECTOR_FIELD_BUFFERS` on itself, as sbi's own
+subclasses do), so that a new sbi release breaks one file, and
 ``tests/test_sbi_internals.py`` says which name moved. The supported sbi versions
 are pinned in ``pyproject.toml``.
 """
@@ -21,14 +23,19 @@ from torch import Tensor
 __all__ = [
     "ESTIMATOR_CHECKS",
     "ROUND_STORES",
+    "TRAINER_ATTRIBUTES",
     "TRAINER_HOOKS",
+    "VECTOR_FIELD_BUFFERS",
     "StartIndexContext",
     "TrainConfig",
     "check_condition_shape",
     "flatten_input_and_condition",
     "has_proposal_rounds",
     "num_stored_simulations",
+    "set_vector_field_base",
     "store_prior_round",
+    "trained_network",
+    "trainer_prior",
 ]
 
 #: Lists of simulations per round kept by ``NeuralInference``.
@@ -46,6 +53,13 @@ TRAINER_HOOKS = (
 )
 
 #: ``ConditionalDensityEstimator`` shape checks used by the estimators here.
+#: Attributes of ``NeuralInference`` that the Simformer trainer (a subclass) reads and
+#: writes as sbi's own trainers do: the network, the prior and the device.
+TRAINER_ATTRIBUTES = ("_neural_net", "_prior", "_device")
+
+#: Buffers of sbi's ``ConditionalVectorFieldEstimator`` holding its Gaussian base.
+VECTOR_FIELD_BUFFERS = ("_mean_base", "_std_base")
+
 ESTIMATOR_CHECKS = (
     "_check_input_shape",
     "_check_condition_shape",
@@ -104,3 +118,25 @@ def flatten_input_and_condition(
         condition.reshape(-1, *estimator.condition_shape),
         input.shape[0],
     )
+
+
+def trained_network(trainer: Any) -> Any:
+    """The network an sbi trainer trained (``None`` before ``train``)."""
+    return trainer._neural_net
+
+
+def trainer_prior(trainer: Any) -> Any:
+    """The prior an sbi trainer was built with (``None`` if none)."""
+    return trainer._prior
+
+
+def set_vector_field_base(field: Any, mean: Tensor, std: Tensor) -> None:
+    """Set the Gaussian base of an sbi ``ConditionalVectorFieldEstimator``.
+
+    Args:
+        field: The estimator.
+        mean: ``(1, *input_shape)`` mean of the base at the largest time.
+        std: ``(1, *input_shape)`` standard deviation of the base.
+    """
+    field._mean_base = mean
+    field._std_base = std

@@ -19,11 +19,16 @@ from sbi_allinone import sbi_internals
 from sbi_allinone.sbi_internals import (
     ESTIMATOR_CHECKS,
     ROUND_STORES,
+    TRAINER_ATTRIBUTES,
     TRAINER_HOOKS,
+    VECTOR_FIELD_BUFFERS,
     TrainConfig,
     has_proposal_rounds,
     num_stored_simulations,
+    set_vector_field_base,
     store_prior_round,
+    trained_network,
+    trainer_prior,
 )
 
 PACKAGE = Path(sbi_allinone.__file__).parent
@@ -86,9 +91,36 @@ def test_round_stores_round_trip_through_sbi():
     assert not has_proposal_rounds(trainer)
 
 
+def test_trainer_attributes_exist_and_read_through_the_adapter():
+    prior = torch.distributions.Normal(torch.zeros(2), torch.ones(2))
+    trainer = NPE(prior, show_progress_bars=False)
+    for name in TRAINER_ATTRIBUTES:
+        assert hasattr(trainer, name), name
+    assert trained_network(trainer) is None
+    assert trainer_prior(trainer) is prior
+    trainer.append_simulations(torch.randn(50, 2), torch.randn(50, 2))
+    estimator = trainer.train(max_num_epochs=1)
+    assert trained_network(trainer) is estimator
+
+
+def test_vector_field_base_buffers_exist_and_are_set():
+    from sbi.neural_nets import posterior_score_nn
+
+    field = posterior_score_nn("mlp")(torch.randn(50, 2), torch.randn(50, 3))
+    buffers = dict(field.named_buffers())
+    for name in VECTOR_FIELD_BUFFERS:
+        assert name in buffers, name
+    set_vector_field_base(field, torch.full((1, 2), 3.0), torch.full((1, 2), 2.0))
+    assert torch.equal(field.mean_base, torch.full((1, 2), 3.0))
+    assert torch.equal(field.std_base, torch.full((1, 2), 2.0))
+
+
 def test_no_other_module_touches_sbi_private_names():
     private = (*ROUND_STORES, *ESTIMATOR_CHECKS, "_summary", "_x_o", "_contracts")
-    pattern = re.compile(r"\.(" + "|".join(re.escape(n) for n in private) + r")\b")
+    # Attributes a subclass may use on itself (``self._neural_net``), nothing else.
+    own = (*TRAINER_ATTRIBUTES, *VECTOR_FIELD_BUFFERS)
+    names = "|".join(re.escape(n) for n in (*private, *own))
+    pattern = re.compile(r"(\w*)\.(" + names + r")\b")
     adapter = Path(sbi_internals.__file__).resolve()
     # The package and the benchmark studies, which run on the same sbi.
     files = [*PACKAGE.rglob("*.py"), *STUDIES.glob("*.py")]
@@ -97,5 +129,6 @@ def test_no_other_module_touches_sbi_private_names():
         for path in files
         if path.resolve() != adapter
         for match in pattern.finditer(path.read_text())
+        if not (match.group(1) == "self" and match.group(2) in own)
     ]
     assert not offenders, offenders

@@ -14,17 +14,13 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from sbi_allinone.benchmarks.plots import MLP_CLASSIFIERS, plot_c2st
 from sbi_allinone.benchmarks.published import (
     REPRODUCES,
     published_summary,
 )
 from sbi_allinone.benchmarks.results import read_results
-
-if TYPE_CHECKING:  # matplotlib is imported only when plotting
-    from matplotlib.axes import Axes
-    from matplotlib.colors import Colormap
 
 __all__ = [
     "BASELINES",
@@ -39,8 +35,6 @@ __all__ = [
 
 # The default baseline: the first of these the results hold.
 BASELINES = ("npe_sbibm", "npe")
-# The published numbers were scored by sbibm's MLP C2ST.
-_MLP = ("mlp", "mlp_sbibm", "mlp_sklearn")
 # Published rows agree with ours if the means differ by at most this, or by at most
 # the published standard deviation over observations.
 AGREEMENT = 0.03
@@ -230,7 +224,7 @@ def _reproductions(rows: list[dict]) -> dict[tuple, dict[int, list[float]]]:
     per (task, budget, method, classifier) and observation."""
     groups: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        if row["method"] in REPRODUCES and row["classifier"] in _MLP:
+        if row["method"] in REPRODUCES and row["classifier"] in MLP_CLASSIFIERS:
             key = (row["task"], row["budget"], row["method"], row["classifier"])
             if not math.isnan(row["c2st"]):
                 groups[key][row["observation"]].append(row["c2st"])
@@ -264,111 +258,6 @@ def _published_row(key: tuple, ours: dict[int, list[float]], theirs: dict) -> li
         f"{difference:+.3f} ± {error:.3f} | {len(common)} | "
         f"{'yes' if agrees else '**no**'} |"
     ]
-
-
-def plot_c2st(
-    summary: list[dict],
-    out_dir: str | Path,
-    prefix: str = "",
-    published: tuple[str, ...] = (),
-) -> list[Path]:
-    """Save one C2ST-vs-budget plot per task (``<prefix>c2st_<task>.png``).
-
-    Args:
-        summary: Output of :func:`summarize`.
-        out_dir: Folder for the PNG files.
-        prefix: File-name prefix (``"likelihood_"`` for likelihood rows).
-        published: sbibm algorithms whose published curves (mean ± sd over
-            observations) are drawn too, dashed; only on MLP C2ST plots.
-
-    Returns:
-        Paths of the written files.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    # One classifier per plot: the first, alphabetically (mlp before rf).
-    shown = min(s["classifier"] for s in summary)
-    curves = published_summary(published) if published and shown in _MLP else {}
-    by_task: dict[str, list[dict]] = defaultdict(list)
-    for s in summary:
-        if s["classifier"] == shown:
-            by_task[s["task"]].append(s)
-    paths = []
-    for task, entries in by_task.items():
-        fig, ax = plt.subplots(figsize=(6.5, 3.8) if curves else (4.5, 3.5))
-        _plot_methods(ax, entries)
-        _plot_published(ax, task, curves, published, plt.get_cmap("Dark2"))
-        _label_axes(ax, task, entries[0]["classifier"], prefix, beside=bool(curves))
-        fig.tight_layout()
-        path = Path(out_dir) / f"{prefix}c2st_{task}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
-def _plot_methods(ax: Axes, entries: list[dict]) -> None:
-    """One C2ST-vs-budget curve (mean ± sd) per method of one task's entries."""
-    for method in sorted({e["method"] for e in entries}):
-        points = sorted(
-            (e["budget"], e["c2st_mean"], e["c2st_sd"])
-            for e in entries
-            if e["method"] == method
-        )
-        budgets, means, sds = zip(*points, strict=True)
-        ax.errorbar(
-            budgets, means, yerr=sds, marker="o", capsize=3, lw=2, label=method,
-            zorder=3,
-        )  # fmt: skip
-
-
-def _plot_published(
-    ax: Axes,
-    task: str,
-    curves: dict,
-    published: tuple[str, ...],
-    colors: Colormap,
-) -> None:
-    """sbibm's published curves of ``task`` (dashed), one color per algorithm;
-    algorithms without numbers for the task keep their color but draw nothing."""
-    for k, algorithm in enumerate(published):
-        points = sorted(
-            (budget, c["mean"], c["sd"])
-            for (t, budget, a), c in curves.items()
-            if t == task and a == algorithm
-        )
-        if not points:
-            continue
-        budgets, means, sds = zip(*points, strict=True)
-        ax.errorbar(
-            budgets, means, yerr=sds, ls="--", lw=0.8, marker="x", ms=4,
-            capsize=2, alpha=0.6, color=colors(k % 8),
-            label=f"sbibm {algorithm}",
-        )  # fmt: skip
-
-
-def _label_axes(
-    ax: Axes,
-    task: str,
-    classifier: str,
-    prefix: str,
-    beside: bool,
-) -> None:
-    """Scales, chance line, labels, title and legend (``beside`` the plot when
-    published curves make it long)."""
-    ax.set_xscale("log")
-    ax.set_ylim(0.45, 1.02)
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("number of simulations")
-    ax.set_ylabel(f"C2ST ({classifier})")
-    ax.set_title(task if not prefix else f"{task} ({prefix.rstrip('_')})")
-    if beside:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    else:
-        ax.legend(fontsize=8)
 
 
 def write_report(

@@ -1,8 +1,11 @@
 """The Simformer's default training schedule, chosen by measurement.
 
 README, "Simformer: accuracy against training compute", has the table the defaults
-come from; :meth:`~sbi_allinone.simformer.trainer.Simformer.train` uses them when
-``num_steps`` or ``training_batch_size`` is not given.
+come from. On two_moons at 1 000 simulations the previous (VE) version's 3 000 steps
+of 1 000 examples reached MLP C2ST 0.613 in 951 s, these defaults 0.593 in 173 s
+(observations 1-3, one thread on a shared machine).
+:meth:`~sbi_allinone.simformer.trainer.Simformer.train` uses them when ``num_steps``
+or ``training_batch_size`` is not given.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from sbi_allinone.simformer.estimator import (
     check_attention,
 )
 from sbi_allinone.simformer.guidance import Constraint
-from sbi_allinone.simformer.loop import StepsTrainingLoop
+from sbi_allinone.simformer.loop import StepsTrainingLoop, flush_denormal
 from sbi_allinone.simformer.masks import check_dag
 from sbi_allinone.simformer.network import SimformerNet
 from sbi_allinone.simformer.posterior import (
@@ -70,6 +70,14 @@ def _checked_simulations(theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
             stacklevel=3,
         )
     return theta, torch.where(missing, torch.nan, x)
+
+
+def _checked_draws(validation_draws: int) -> int:
+    if validation_draws < 1:
+        raise ValueError(
+            f"`validation_draws` must be at least 1, got {validation_draws}."
+        )
+    return validation_draws
 
 
 def _check_schedule(num_steps: int, steps_per_epoch: int, batch_size: int) -> None:
@@ -191,23 +199,10 @@ class Simformer(StepsTrainingLoop, NeuralInference):
         retrain_from_scratch: bool = False,
         show_train_summary: bool = False,
     ) -> SimformerEstimator:
-        """Train the denoiser with random condition masks.
-
-        Adam on batches drawn with replacement, the learning rate constant for
-        the first half of the steps and decayed linearly to 1e-6 over the second
-        (the paper's schedule), a weight average of the network for validation
-        and sampling. sbi's loop validates every ``steps_per_epoch`` steps ("an
-        epoch"), stops early after ``stop_after_epochs`` epochs without
-        improvement and restores the best state. The validation loss averages
-        ``validation_draws`` fixed (noise level, noise, condition mask) draws per
-        example, so that it is the same function every epoch.
-
-        The default number of steps, :func:`default_num_steps`, was chosen by
-        measurement (README, "Simformer: accuracy against training compute"). The
-        paper's ``clip(3 N, 5000, 100000)`` steps of 1000 are 3-10 times as many
-        examples; on two_moons at 1 000 simulations the previous (VE) version's
-        3 000 steps of 1 000 reached MLP C2ST 0.613 in 951 s, this default 0.593
-        in 173 s (observations 1-3, one thread on a shared machine).
+        """Train the denoiser with random condition masks: epochs of
+        :class:`~sbi_allinone.simformer.loop.StepsTrainingLoop` in sbi's loop
+        (validation every ``steps_per_epoch`` steps, early stopping, best state
+        restored), defaults from :mod:`~sbi_allinone.simformer.schedule`.
 
         Args:
             training_batch_size: Examples per step; default
@@ -226,32 +221,17 @@ class Simformer(StepsTrainingLoop, NeuralInference):
         Returns:
             The trained estimator.
         """
-        num_simulations = num_stored_simulations(self)
-        if num_simulations == 0:
+        if num_stored_simulations(self) == 0:
             raise ValueError("No simulations: call `append_simulations` first.")
-        if num_steps is None:
-            num_steps = default_num_steps(num_simulations)
-        if training_batch_size is None:
-            num_nodes = self._num_parameters + self._num_data
-            training_batch_size = default_batch_size(num_nodes)
-        _check_schedule(num_steps, steps_per_epoch, training_batch_size)
-        if validation_draws < 1:
-            raise ValueError(
-                f"`validation_draws` must be at least 1, got {validation_draws}."
-            )
-        # At least two "epochs", so that short runs still validate twice.
-        steps_per_epoch = min(steps_per_epoch, num_steps // 2)
-        self._steps_per_epoch, self._batch_size = steps_per_epoch, training_batch_size
-        self._validation_draws = validation_draws
-        num_epochs = -(-num_steps // steps_per_epoch)
-        self._lr_schedule = (learning_rate, num_epochs)
-        loaders = self._split_values(
-            training_batch_size, validation_fraction, resume_training
+        num_epochs, batch_size = self._set_schedule(
+            num_steps, training_batch_size, steps_per_epoch, learning_rate
         )
+        self._validation_draws = _checked_draws(validation_draws)
+        loaders = self._split_values(batch_size, validation_fraction, resume_training)
         if self._neural_net is None or retrain_from_scratch:
             self._initialize_neural_network(retrain_from_scratch, 0)
         config = TrainConfig(
-            training_batch_size=training_batch_size,
+            training_batch_size=batch_size,
             learning_rate=learning_rate,
             validation_fraction=validation_fraction,
             stop_after_epochs=stop_after_epochs,
@@ -261,13 +241,32 @@ class Simformer(StepsTrainingLoop, NeuralInference):
             show_train_summary=show_train_summary,
             clip_max_norm=clip_max_norm,
         )
-        # Adam's second moments of rarely used parameters decay into denormal
-        # numbers, on which the CPU's sqrt and division are ~100x slower.
-        torch.set_flush_denormal(True)
-        try:
+        with flush_denormal():
             return self._run_training_loop(*loaders, config)
-        finally:
-            torch.set_flush_denormal(False)
+
+    def _set_schedule(
+        self,
+        num_steps: int | None,
+        batch_size: int | None,
+        steps_per_epoch: int,
+        learning_rate: float,
+    ) -> tuple[int, int]:
+        """Resolve the defaults, check and store the schedule for the epoch hooks.
+
+        Returns:
+            The number of epochs and the batch size.
+        """
+        if num_steps is None:
+            num_steps = default_num_steps(num_stored_simulations(self))
+        if batch_size is None:
+            batch_size = default_batch_size(self._num_parameters + self._num_data)
+        _check_schedule(num_steps, steps_per_epoch, batch_size)
+        # At least two "epochs", so that short runs still validate twice.
+        steps_per_epoch = min(steps_per_epoch, num_steps // 2)
+        self._steps_per_epoch, self._batch_size = steps_per_epoch, batch_size
+        num_epochs = -(-num_steps // steps_per_epoch)
+        self._lr_schedule = (learning_rate, num_epochs)
+        return num_epochs, batch_size
 
     def _split_values(
         self, batch_size: int, validation_fraction: float, resume_training: bool

@@ -41,10 +41,16 @@ from typing import Any
 
 import torch
 from sbi.inference.posteriors.vector_field_posterior import VectorFieldPosterior
+from sbi.inference.trainers.base import NeuralInference
 from sbi.neural_nets.estimators.base import ConditionalVectorFieldEstimator
 from torch import Tensor
 from torch.distributions import Distribution
 
+from sbi_allinone.sbi_internals import (
+    set_vector_field_base,
+    trained_network,
+    trainer_prior,
+)
 from sbi_allinone.simformer.estimator import SimformerEstimator
 
 __all__ = ["SimformerVectorField", "vector_field_posterior"]
@@ -94,9 +100,9 @@ class SimformerVectorField(ConditionalVectorFieldEstimator):
         self.register_buffer("scale", scale)
         # Base of the VE SDE at t = 1: the data spread plus sigma_max noise, centred
         # on the training mean.
-        self._mean_base = estimator.mean[latent].detach().clone().reshape(1, -1)
         std_base = scale * math.sqrt(1.0 + self.sigma_max**2)
-        self._std_base = std_base.reshape(1, -1)
+        mean_base = estimator.mean[latent].detach().clone()
+        set_vector_field_base(self, mean_base.reshape(1, -1), std_base.reshape(1, -1))
 
     @property
     def estimator(self) -> SimformerEstimator:
@@ -192,11 +198,13 @@ def vector_field_posterior(
         ``(num_iid, num_condition)`` samples the posterior given all ``num_iid``
         observations.
     """
-    estimator = getattr(trainer_or_estimator, "_neural_net", trainer_or_estimator)
+    trainer = trainer_or_estimator
+    is_trainer = isinstance(trainer, NeuralInference)
+    estimator = trained_network(trainer) if is_trainer else trainer
     if not isinstance(estimator, SimformerEstimator):
         raise ValueError("Pass a trained Simformer or a SimformerEstimator.")
-    if prior is None:
-        prior = getattr(trainer_or_estimator, "_prior", None)
+    if prior is None and is_trainer:
+        prior = trainer_prior(trainer)
     if prior is None:
         raise ValueError("sbi's VectorFieldPosterior needs a `prior`.")
     field = SimformerVectorField(estimator.eval(), condition_mask)
