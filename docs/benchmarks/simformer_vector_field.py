@@ -35,6 +35,7 @@ from sbi.utils.metrics import c2st
 from torch import Tensor
 from torch.distributions import Independent, MultivariateNormal, Normal
 
+from sbi_allinone.benchmarks.c2st import C2ST_SEED
 from sbi_allinone.simformer.estimator import SimformerEstimator
 from sbi_allinone.simformer.guidance import Interval
 from sbi_allinone.simformer.posterior import SimformerPosterior
@@ -89,7 +90,7 @@ def scores(samples: Tensor, reference: Tensor) -> dict[str, float]:
         return {"c2st": math.nan, "mean": math.nan, "cov": math.nan}
     cov_error = torch.cov(samples.T) - torch.cov(reference.T)
     return {
-        "c2st": float(c2st(samples, reference)),
+        "c2st": float(c2st(samples, reference, seed=C2ST_SEED)),
         "mean": float((samples.mean(0) - reference.mean(0)).norm()),
         "cov": float(cov_error.abs().max()),
     }
@@ -240,19 +241,19 @@ def main() -> None:
         lambda n: exact(x_iid).sample((n,)),
     )
 
+    def sbi_guided(method: str, params: dict):
+        """sbi's guided sampler at x_o, 128 Euler-Maruyama steps."""
+        return lambda n: sbi_independent.sample(
+            (n,), x=X_O, steps=128, guidance_method=method,
+            guidance_params=params, **quiet,
+        )  # fmt: skip
+
     table(
         f"Guidance at x_o = {X_O_LIST}: likelihood x2",
         counter,
         {
             "sbi affine_classifier_free, likelihood_scale 2, EM 128": (
-                lambda n: sbi_independent.sample(
-                    (n,),
-                    x=X_O,
-                    steps=128,
-                    guidance_method="affine_classifier_free",
-                    guidance_params={"likelihood_scale": 2.0},
-                    **quiet,
-                ),
+                sbi_guided("affine_classifier_free", {"likelihood_scale": 2.0}),
                 num,
             ),
         },
@@ -275,14 +276,7 @@ def main() -> None:
                 num,
             ),
             "sbi interval, EM 128": (
-                lambda n: sbi_independent.sample(
-                    (n,),
-                    x=X_O,
-                    steps=128,
-                    guidance_method="interval",
-                    guidance_params=interval,
-                    **quiet,
-                ),
+                sbi_guided("interval", interval),
                 num,
             ),
         },
