@@ -1,8 +1,22 @@
-"""Shared test fixtures: every test starts from a fixed seed."""
+"""Shared test set-up: every test starts from a fixed seed; parallel workers use one
+thread each."""
+
+import os
 
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, one thread per worker process (torch, BLAS, and the
+    notebook kernels the tutorial tests start): workers that each spread over every
+    core slow each other down more than parallelism gains."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+        threadpool_limits(1)
 
 
 @pytest.fixture(autouse=True)
