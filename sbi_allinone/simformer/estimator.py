@@ -18,7 +18,10 @@ c_{skip} v_{\sigma,i}) / c_{out}\big)^2` with :math:`\sigma` from the noise leve
 The score is :math:`(D - v_\sigma)/\sigma^2` (Tweedie). Missing entries are neither
 targets nor conditions: no token attends to them, so the model learns the
 distribution of the remaining variables, which is also how an observation with
-missing entries is conditioned on at inference.
+missing entries is conditioned on at inference. The same mechanism pads
+simulations with different numbers of tokens (:class:`~.tokens.Tokens`: tokens of
+one variable kind share an identifier and a standardization, and differ by their
+metadata).
 
 With ``ema_decay``, a weight average of the transformer is kept and used in eval
 mode (validation, sampling, densities); training steps use the live weights.
@@ -36,6 +39,7 @@ from sbi_allinone.diffusion.noise import NoiseLevels
 from sbi_allinone.diffusion.preconditioning import edm_preconditioning
 from sbi_allinone.simformer.masks import check_dag, directed_mask, undirected_mask
 from sbi_allinone.simformer.network import SimformerNet
+from sbi_allinone.simformer.tokens import Tokens
 
 __all__ = ["SimformerEstimator", "check_attention"]
 
@@ -60,8 +64,8 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         net: The transformer (:class:`~.network.SimformerNet`) over all variables.
         noise: Training noise levels (their range also bounds the samplers).
         num_parameters: Number of parameter variables (first in every tensor).
-        mean: Per-variable mean for z-scoring, ``(num_nodes,)``.
-        std: Per-variable std for z-scoring, ``(num_nodes,)``.
+        mean: Per-variable (per-kind) mean for z-scoring, ``(num_nodes,)``.
+        std: Per-variable (per-kind) std for z-scoring, ``(num_nodes,)``.
         graph: Dependency DAG ``(num_nodes, num_nodes)`` (row = child), or ``None``.
         attention: ``"dense"``, ``"undirected"`` (moralized graph) or ``"directed"``
             (faithful inversion per condition mask); graph masks need ``graph``.
@@ -94,22 +98,38 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         undirected = None if graph is None else undirected_mask(graph)
         self.register_buffer("_undirected", undirected)
 
-    def standardize(self, values: Tensor) -> Tensor:
-        """Z-score ``(..., num_nodes)`` values with the training statistics."""
-        return (values - self.mean) / self.std
+    def _statistics(self, tokens: Tokens | None) -> tuple[Tensor, Tensor]:
+        if tokens is None:
+            return self.mean, self.std
+        return self.mean[tokens.node_ids], self.std[tokens.node_ids]
 
-    def unstandardize(self, values: Tensor) -> Tensor:
+    def standardize(self, values: Tensor, tokens: Tokens | None = None) -> Tensor:
+        """Z-score ``(..., n)`` values with the training statistics of each token's
+        variable (``n = num_nodes`` without ``tokens``)."""
+        mean, std = self._statistics(tokens)
+        return (values - mean) / std
+
+    def unstandardize(self, values: Tensor, tokens: Tokens | None = None) -> Tensor:
         """Undo :meth:`standardize`."""
-        return values * self.std + self.mean
+        mean, std = self._statistics(tokens)
+        return values * std + mean
 
-    def attention_mask(self, condition_mask: Tensor, missing: Tensor) -> Tensor | None:
+    def attention_mask(
+        self, condition_mask: Tensor, missing: Tensor, tokens: Tokens | None = None
+    ) -> Tensor | None:
         """Attention masks, ``(n, n)`` when shared by the batch, else ``(batch, n, n)``;
         ``None`` for dense attention without missing entries.
 
         Args:
             condition_mask: ``(batch, n)``, ``True`` = conditioned.
             missing: ``(batch, n)``, ``True`` = missing (nobody attends to it).
+            tokens: Token kinds; graph masks need one token per variable.
         """
+        if tokens is not None and self.attention != "dense":
+            raise ValueError(
+                f"`attention={self.attention!r}` needs one token per variable of "
+                "the graph; tokens with kinds and metadata need 'dense'."
+            )
         n = condition_mask.shape[1]
         any_missing = bool(missing.any())
         if self.attention == "directed":
@@ -131,13 +151,20 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         sigma: Tensor,
         condition_mask: Tensor,
         missing: Tensor,
+        tokens: Tokens | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``F``, ``c_skip`` and ``c_out`` for standardized ``values``."""
         c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma**2)
         inputs = torch.where(condition_mask, values, c_in * values)
         inputs = torch.where(missing, 0.0, inputs)
-        mask = self.attention_mask(condition_mask, missing)
-        return self.network(inputs, c_noise, condition_mask, mask), c_skip, c_out
+        mask = self.attention_mask(condition_mask, missing, tokens)
+        if tokens is None:
+            out = self.network(inputs, c_noise, condition_mask, mask)
+        else:
+            out = self.network(
+                inputs, c_noise, condition_mask, mask, tokens.node_ids, tokens.metadata
+            )
+        return out, c_skip, c_out
 
     def denoise(
         self,
@@ -145,6 +172,7 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         sigma: Tensor,
         condition_mask: Tensor,
         missing: Tensor | None = None,
+        tokens: Tokens | None = None,
     ) -> Tensor:
         """Denoised values :math:`D` in standardized coordinates.
 
@@ -153,7 +181,9 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
                 conditions (missing entries: any finite value).
             sigma: ``(batch, 1)`` noise levels of the latents.
             condition_mask: ``(batch, n)``, ``True`` = conditioned.
-            missing: ``(batch, n)``, ``True`` = missing; default none.
+            missing: ``(batch, n)``, ``True`` = missing (or padding); default none.
+            tokens: Kind and metadata of each token; default one token per
+                variable.
 
         Returns:
             ``(batch, n)``: the denoised latents; conditioned and missing entries
@@ -161,7 +191,9 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         """
         if missing is None:
             missing = torch.zeros_like(condition_mask)
-        out, c_skip, c_out = self._output(values, sigma, condition_mask, missing)
+        out, c_skip, c_out = self._output(
+            values, sigma, condition_mask, missing, tokens
+        )
         latent = ~(condition_mask | missing)
         return torch.where(latent, c_skip * values + c_out * out, values)
 
@@ -171,12 +203,12 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         sigma: Tensor,
         condition_mask: Tensor,
         missing: Tensor | None = None,
+        tokens: Tokens | None = None,
     ) -> Tensor:
         """Score :math:`(D - v)/\\sigma^2` of the noised joint (arguments as
         :meth:`denoise`); zero on conditioned and missing entries."""
-        return (
-            self.denoise(values, sigma, condition_mask, missing) - values
-        ) / sigma**2
+        denoised = self.denoise(values, sigma, condition_mask, missing, tokens)
+        return (denoised - values) / sigma**2
 
     def loss(
         self,
@@ -184,6 +216,7 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         condition_mask: Tensor,
         sigma: Tensor | None = None,
         noise: Tensor | None = None,
+        tokens: Tokens | None = None,
     ) -> Tensor:
         """Preconditioned denoising loss per example.
 
@@ -194,19 +227,21 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
                 Fixed levels and noise make validation losses comparable across
                 epochs.
             noise: ``(batch, n)`` standard normal noise; default fresh draws.
+            tokens: Kind and metadata of each token (padding: NaN values);
+                default one token per variable.
 
         Returns:
             ``(batch,)`` losses.
         """
         missing = torch.isnan(values)
         condition_mask = condition_mask & ~missing
-        clean = torch.where(missing, 0.0, self.standardize(values))
+        clean = torch.where(missing, 0.0, self.standardize(values, tokens))
         if sigma is None:
             sigma = self.noise.sample((values.shape[0], 1)).to(values)
         if noise is None:
             noise = torch.randn_like(clean)
         noisy = torch.where(condition_mask, clean, clean + sigma * noise)
-        out, c_skip, c_out = self._output(noisy, sigma, condition_mask, missing)
+        out, c_skip, c_out = self._output(noisy, sigma, condition_mask, missing, tokens)
         target = (clean - c_skip * noisy) / c_out
         latent = ~(condition_mask | missing)
         error = torch.where(latent, out - target, 0.0)

@@ -3,7 +3,11 @@ r"""The Simformer's network: one token per variable, a masked pre-LN transformer
 Token of variable :math:`i` (Gloeckler et al. 2024, Sec. 3.1):
 :math:`[e_{id}(i) \,|\, W_v x_i \,|\, c_i\, e_{cond}]`, a learned identifier embedding,
 a linear embedding of the (noisy or clean) value and a learned condition-state vector
-multiplied by the condition flag :math:`c_i \in \{0, 1\}`. The noise level enters
+multiplied by the condition flag :math:`c_i \in \{0, 1\}`. Identifiers index the
+variable's *kind* (``node_ids``; default: one kind per position), so that the tokens
+of one series share an identifier; continuous per-token metadata (a time, a position)
+is embedded by :class:`MetadataEmbedding` and added to the token, which is what tells
+the tokens of one kind apart and lets their number vary. The noise level enters
 every block through Gaussian Fourier features of EDM's :math:`c_{noise} =
 \tfrac14\log\sigma`; a per-token linear head returns the network output :math:`F` of
 the preconditioned denoiser (:mod:`.estimator`). Attention masks (token ``i`` attends
@@ -28,7 +32,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from sbi_allinone.diffusion.embedding import FourierEmbedding
 
-__all__ = ["SimformerNet"]
+__all__ = ["MetadataEmbedding", "SimformerNet"]
 
 SMALL_ATTENTION = 4
 
@@ -88,11 +92,56 @@ class _Block(nn.Module):
         return h + self.mlp(self.norm_mlp(h))
 
 
+class MetadataEmbedding(nn.Module):
+    """Embedding of continuous per-token metadata, added to the tokens.
+
+    Each metadata channel is z-scored with the given statistics and expanded into
+    Gaussian Fourier features (scale 1: a smooth function of the standardized
+    value, so that unseen times interpolate); a linear map takes all features to
+    the token width. Tokens without metadata (NaN in a channel) get nothing from
+    that channel.
+
+    Args:
+        mean: Mean per channel ``(num_channels,)``, of the training metadata.
+        std: Standard deviation per channel ``(num_channels,)``.
+        width: Token width.
+        num_features: Fourier features per channel (even).
+    """
+
+    def __init__(
+        self, mean: Tensor, std: Tensor, width: int, num_features: int = 32
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+        self.features = FourierEmbedding(num_features, "gaussian", scale=1.0)
+        self.project = nn.Linear(self.mean.numel() * num_features, width)
+
+    @property
+    def num_channels(self) -> int:
+        """Number of metadata channels."""
+        return self.mean.numel()
+
+    def forward(self, metadata: Tensor) -> Tensor:
+        """``(batch, n, num_channels)`` metadata (NaN = none) to ``(batch, n,
+        width)`` additions to the tokens."""
+        if metadata.shape[-1] != self.num_channels:
+            raise ValueError(
+                f"`metadata` must have {self.num_channels} channel(s) in its last "
+                f"dimension, got shape {tuple(metadata.shape)}."
+            )
+        known = torch.isfinite(metadata)
+        scaled = torch.where(known, (metadata - self.mean) / self.std, 0.0)
+        features = self.features(scaled.unsqueeze(-1)) * known.unsqueeze(-1)
+        return self.project(features.flatten(-2))
+
+
 class SimformerNet(nn.Module):
     """Transformer over variable tokens; returns one output per variable.
 
     Args:
-        num_nodes: Number of variables (parameters then data).
+        num_nodes: Number of identifiers: variables (parameters then data), or
+            variable kinds when ``node_ids`` are passed to :meth:`forward`.
         id_dim: Size of the identifier embedding.
         value_dim: Size of the value embedding.
         condition_dim: Size of the condition-state embedding.
@@ -102,6 +151,8 @@ class SimformerNet(nn.Module):
         widening: MLP widening factor (paper: 3; large variant 4).
         time_dim: Number of Gaussian Fourier features of the noise level (paper:
             128, of the time).
+        metadata: Embedding of per-token metadata, or ``None`` (no metadata);
+            its width must be ``id_dim + value_dim + condition_dim``.
     """
 
     def __init__(
@@ -115,10 +166,17 @@ class SimformerNet(nn.Module):
         key_size: int = 10,
         widening: int = 3,
         time_dim: int = 128,
+        metadata: MetadataEmbedding | None = None,
     ) -> None:
         super().__init__()
         self.num_nodes = num_nodes
         width = id_dim + value_dim + condition_dim
+        if metadata is not None and metadata.project.out_features != width:
+            raise ValueError(
+                f"`metadata` embeds to width {metadata.project.out_features}, the "
+                f"tokens have width {width}."
+            )
+        self.metadata = metadata
         self.identifier = nn.Parameter(torch.randn(num_nodes, id_dim) * 0.5)
         self.value = nn.Linear(1, value_dim)
         self.condition = nn.Parameter(torch.randn(condition_dim) * 0.5)
@@ -136,30 +194,62 @@ class SimformerNet(nn.Module):
         c_noise: Tensor,
         condition_mask: Tensor,
         attention_mask: Tensor | None = None,
+        node_ids: Tensor | None = None,
+        metadata: Tensor | None = None,
     ) -> Tensor:
-        """Network output for every variable.
+        """Network output for every token.
 
         Args:
             values: Scaled noisy latents and clean conditioned values,
-                ``(batch, num_nodes)``.
+                ``(batch, n)``; ``n = num_nodes`` unless ``node_ids`` are given.
             c_noise: Noise-level input ``(batch, 1)``.
-            condition_mask: ``(batch, num_nodes)`` booleans, ``True`` = conditioned.
-            attention_mask: ``(num_nodes, num_nodes)`` or
-                ``(batch, num_nodes, num_nodes)`` booleans, or ``None`` (dense).
+            condition_mask: ``(batch, n)`` booleans, ``True`` = conditioned.
+            attention_mask: ``(n, n)`` or ``(batch, n, n)`` booleans, or ``None``
+                (dense).
+            node_ids: Identifier (variable kind) of each token, ``(n,)`` or
+                ``(batch, n)`` integers in ``[0, num_nodes)``; default
+                ``arange(num_nodes)``.
+            metadata: ``(batch, n, num_channels)`` per-token metadata (NaN = none),
+                for a network built with ``metadata``.
 
         Returns:
-            ``(batch, num_nodes)`` outputs ``F``.
+            ``(batch, n)`` outputs ``F``.
         """
-        batch = values.shape[0]
+        tokens = self._tokens(values, condition_mask, node_ids, metadata)
+        time = self.time(c_noise)
+        for block in self.blocks:
+            tokens = block(tokens, time, attention_mask)
+        return self.head(self.norm(tokens)).squeeze(-1)
+
+    def _tokens(
+        self,
+        values: Tensor,
+        condition_mask: Tensor,
+        node_ids: Tensor | None,
+        metadata: Tensor | None,
+    ) -> Tensor:
+        """The input tokens ``(batch, n, width)``."""
+        batch, n = values.shape
+        if node_ids is None:
+            if n != self.num_nodes:
+                raise ValueError(
+                    f"`values` has {n} tokens, the network {self.num_nodes}: pass "
+                    "`node_ids` to give each token its variable."
+                )
+            identifier = self.identifier.expand(batch, -1, -1)
+        else:
+            identifier = self.identifier[node_ids].expand(batch, n, -1)
         tokens = torch.cat(
             [
-                self.identifier.expand(batch, -1, -1),
+                identifier,
                 self.value(values.unsqueeze(-1)),
                 condition_mask.unsqueeze(-1).to(values.dtype) * self.condition,
             ],
             dim=-1,
         )
-        time = self.time(c_noise)
-        for block in self.blocks:
-            tokens = block(tokens, time, attention_mask)
-        return self.head(self.norm(tokens)).squeeze(-1)
+        if (metadata is None) != (self.metadata is None):
+            raise ValueError(
+                "`metadata` must be given exactly when the network embeds metadata "
+                f"(it {'does' if self.metadata is not None else 'does not'})."
+            )
+        return tokens if metadata is None else tokens + self.metadata(metadata)

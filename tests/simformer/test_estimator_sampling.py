@@ -29,7 +29,7 @@ def _estimator(noise=None, attention="dense", graph=None, n=3):
 class GaussianOracle(SimformerEstimator):
     """Exact denoiser E[latent | noised latent, clean condition] of the joint."""
 
-    def denoise(self, values, sigma, condition_mask, missing=None):
+    def denoise(self, values, sigma, condition_mask, missing=None, tokens=None):
         c = condition_mask[0]
         assert (condition_mask == c).all(), "the oracle takes one condition mask"
         lat = ~c

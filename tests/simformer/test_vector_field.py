@@ -93,7 +93,7 @@ PRIOR_MEAN, PRIOR_VAR = torch.tensor([1.0, -2.0]), torch.tensor([1.0, 4.0])
 class LinearGaussianOracle(SimformerEstimator):
     """Exact E[theta | noised theta, x] of the joint, in standardized units."""
 
-    def denoise(self, values, sigma, condition_mask, missing=None):
+    def denoise(self, values, sigma, condition_mask, missing=None, tokens=None):
         cov = torch.diag(torch.cat([PRIOR_VAR, PRIOR_VAR + 0.25])).double()
         cov[:2, 2:] = cov[2:, :2] = torch.diag(PRIOR_VAR).double()
         cov = cov / torch.outer(self.std, self.std).double()
