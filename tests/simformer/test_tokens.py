@@ -167,3 +167,89 @@ def test_clear_errors():
         estimator.attention_mask(
             condition[:, :3], condition[:, :3], _series([1.0], [2.0])
         )
+
+
+# --- Variables and arrange -------------------------------------------------------
+
+from sbi_allinone.simformer.tokens import Variables, arrange  # noqa: E402
+
+NAN = float("nan")
+SPEC = Variables(theta={"a": 1, "rate": "series"}, x={"y": 2, "prey": "series"})
+
+
+def test_arrange_puts_parameters_first_with_one_identifier_per_series():
+    theta = {"a": torch.tensor([[1.0], [2.0]]), "rate": torch.tensor([[0.1, 0.2]] * 2)}
+    x = {
+        "y": torch.ones(2, 2),
+        "prey": torch.tensor([[5.0, 6.0, 7.0], [8.0, NAN, NAN]]),
+    }
+    times = {
+        "rate": torch.tensor([[0.0, 1.0]]),
+        "prey": torch.tensor([[0.5, 1.5, 2.5], [3.0, NAN, NAN]]),
+    }
+    layout = arrange(SPEC, theta, x, {"time": times}, ("time",))
+    assert layout.values.shape == (2, 8)
+    assert layout.tokens.node_ids.tolist() == [0, 1, 1, 2, 3, 4, 4, 4]
+    assert layout.is_theta.tolist() == [True] * 3 + [False] * 5
+    assert layout.columns["prey"] == slice(5, 8)
+    assert torch.isnan(layout.values[1, 6:]).all()
+    meta = layout.tokens.metadata
+    assert meta.shape == (2, 8, 1)
+    assert torch.isnan(meta[:, [0, 3, 4], 0]).all()  # fixed-size variables: none
+    assert meta[1, 5, 0] == 3.0 and meta[0, 2, 0] == 1.0
+    assert SPEC.num_kinds == 5
+
+
+def test_unknown_parameters_are_nan_and_series_take_their_size_from_metadata():
+    x = {"y": torch.ones(1, 2), "prey": torch.tensor([[5.0]])}
+    query = {
+        "rate": torch.linspace(0, 1, 7).reshape(1, 7),
+        "prey": torch.tensor([[2.0]]),
+    }
+    layout = arrange(SPEC, None, x, {"time": query}, ("time",))
+    assert layout.values.shape == (1, 11)
+    assert torch.isnan(layout.values[0, :8]).all()  # a and the 7 rate tokens
+    assert layout.is_theta.sum() == 8
+
+
+def test_fixed_size_variables_take_flat_tensors():
+    spec = Variables(theta={"a": 1, "b": 2}, x={"y": 3})
+    layout = arrange(spec, torch.randn(4, 3), torch.randn(4, 3), None, ())
+    assert layout.tokens.node_ids.tolist() == list(range(6))
+    assert layout.tokens.metadata is None
+
+
+def test_bad_variables_and_inputs_name_the_argument():
+    with pytest.raises(ValueError, match="positive int or 'series'"):
+        Variables(theta={"a": 0}, x={"y": 1})
+    with pytest.raises(ValueError, match="both"):
+        Variables(theta={"a": 1}, x={"a": 1})
+    with pytest.raises(ValueError, match="pass a dict"):
+        arrange(SPEC, torch.ones(1, 3), None, None, ("time",))
+    with pytest.raises(ValueError, match=r"`y` must be \(batch, 2\)"):
+        arrange(
+            SPEC,
+            None,
+            {"y": torch.ones(1, 3), "prey": torch.ones(1, 1)},
+            {"time": {"rate": torch.ones(1, 1)}},
+            ("time",),
+        )
+    with pytest.raises(ValueError, match="neither values nor metadata"):
+        arrange(
+            SPEC,
+            None,
+            {"y": torch.ones(1, 2)},
+            {"time": {"rate": torch.ones(1, 1)}},
+            ("time",),
+        )
+    with pytest.raises(ValueError, match="not\\s+trained with"):
+        arrange(SPEC, None, None, {"depth": {}}, ("time",))
+    with pytest.raises(ValueError, match="like its values"):
+        x = {"y": torch.ones(1, 2), "prey": torch.ones(1, 3)}
+        arrange(
+            SPEC,
+            None,
+            x,
+            {"time": {"rate": torch.ones(1, 1), "prey": torch.ones(1, 2)}},
+            ("time",),
+        )
