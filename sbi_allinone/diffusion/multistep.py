@@ -57,18 +57,20 @@ def multistep(
     if sigmas.ndim != 1 or len(sigmas) < 1 or not (sigmas > 0).all():
         raise ValueError("`sigmas` must be a 1-D tensor of positive noise levels.")
     latent = torch.ones_like(x, dtype=torch.bool) if latent is None else latent
+    # The schedule as Python floats: one transfer from the grid's device.
     sigmas = sigmas.double()
-    lambdas = -sigmas.log()
+    lambdas = (-sigmas.log()).tolist()
+    sigmas = sigmas.tolist()
     previous = None
     for i in range(len(sigmas) - 1):
-        denoised = denoise(x, torch.full_like(x[:, :1], float(sigmas[i])))
-        ratio = float(sigmas[i + 1] / sigmas[i])
+        denoised = denoise(x, torch.full_like(x[:, :1], sigmas[i]))
+        ratio = sigmas[i + 1] / sigmas[i]
         step = ratio * x + (1 - ratio) * denoised
         if previous is not None:
-            h = float(lambdas[i + 1] - lambdas[i])
-            slope = (denoised - previous) / float(lambdas[i] - lambdas[i - 1])
+            h = lambdas[i + 1] - lambdas[i]
+            slope = (denoised - previous) / (lambdas[i] - lambdas[i - 1])
             step = step + (1 - ratio) * h / 2 * slope
         x, previous = torch.where(latent, step, x), denoised
     # The last step, to sigma = 0, is the denoiser's output.
-    denoised = denoise(x, torch.full_like(x[:, :1], float(sigmas[-1])))
+    denoised = denoise(x, torch.full_like(x[:, :1], sigmas[-1]))
     return torch.where(latent, denoised, x)

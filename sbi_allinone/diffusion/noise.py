@@ -66,11 +66,23 @@ class NoiseLevels(ABC):
         """Weight :math:`w(\\sigma)` of the preconditioned loss; shape of ``sigma``."""
 
     def sample(
-        self, shape: tuple[int, ...], generator: torch.Generator | None = None
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
     ) -> Tensor:
-        """Draw noise levels of the given shape."""
-        uniforms = torch.rand(shape, generator=generator).clamp(1e-7, 1 - 1e-7)
-        return self.from_uniform(uniforms)
+        """Draw noise levels of the given shape.
+
+        Args:
+            shape: Shape of the draws.
+            generator: Random generator, for reproducible draws.
+            device: Device of the draws; default the generator's, else torch's
+                default device. A training step passes its batch's.
+        """
+        if device is None and generator is not None:
+            device = generator.device
+        uniforms = torch.rand(shape, generator=generator, device=device)
+        return self.from_uniform(uniforms.clamp(1e-7, 1 - 1e-7))
 
 
 class LogNormalNoise(NoiseLevels):

@@ -33,7 +33,11 @@ Field = Callable[[Tensor, Tensor], Tensor]
 
 
 def edm_grid(
-    sigma_min: float, sigma_max: float, steps: int, rho: float = 7.0
+    sigma_min: float,
+    sigma_max: float,
+    steps: int,
+    rho: float = 7.0,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """EDM's ``steps + 1`` noise levels from ``sigma_max`` down to ``sigma_min``.
 
@@ -46,6 +50,8 @@ def edm_grid(
         sigma_max: First noise level.
         steps: Number of intervals ``N`` (at least 1).
         rho: Grid exponent (EDM: 7; 1 gives a uniform grid).
+        device: Device of the grid (default: torch's default device); a sampler
+            passes its state's.
 
     Returns:
         ``(steps + 1,)`` float64 noise levels, descending.
@@ -61,7 +67,7 @@ def edm_grid(
         raise ValueError(
             f"Need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}."
         )
-    i = torch.arange(steps + 1, dtype=torch.float64) / steps
+    i = torch.arange(steps + 1, dtype=torch.float64, device=device) / steps
     low, high = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     return (high + i * (low - high)) ** rho
 

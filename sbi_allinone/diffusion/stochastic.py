@@ -72,7 +72,7 @@ def sample_stochastic(
     _check_sampler_arguments(recurrence, churn)
     if latent is None:
         latent = torch.ones_like(x, dtype=torch.bool)
-    sigmas = torch.cat([sigmas.to(x), torch.zeros(1).to(x)])
+    sigmas = torch.cat([sigmas.to(x), x.new_zeros(1)])
 
     def renoise(x: Tensor, variance: Tensor) -> Tensor:
         return torch.where(latent, x + variance.sqrt() * torch.randn_like(x), x)

@@ -23,6 +23,7 @@ def sample_condition_masks(
     num_parameters: int,
     num_data: int,
     generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """Draw one condition mask per example from the paper's five-way mixture.
 
@@ -31,13 +32,17 @@ def sample_condition_masks(
         num_parameters: Number of parameter variables (first in every mask).
         num_data: Number of data variables (after the parameters).
         generator: Random generator, for reproducible masks.
+        device: Device of the masks; default the generator's, else torch's
+            default device. A training step passes its batch's.
 
     Returns:
         Boolean masks ``(batch_size, num_parameters + num_data)``, ``True`` where the
         variable is conditioned on.
     """
     n = num_parameters + num_data
-    uniforms = torch.rand(batch_size, 1 + n, generator=generator)
+    if device is None and generator is not None:
+        device = generator.device
+    uniforms = torch.rand(batch_size, 1 + n, generator=generator, device=device)
     return condition_masks(uniforms, num_parameters)
 
 

@@ -237,7 +237,8 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         condition_mask = condition_mask & ~missing
         clean = torch.where(missing, 0.0, self.standardize(values, tokens))
         if sigma is None:
-            sigma = self.noise.sample((values.shape[0], 1)).to(values)
+            sigma = self.noise.sample((values.shape[0], 1), device=values.device)
+            sigma = sigma.to(values)
         if noise is None:
             noise = torch.randn_like(clean)
         noisy = torch.where(condition_mask, clean, clean + sigma * noise)

@@ -61,16 +61,21 @@ class LinearConstraint:
     weights: Tensor
     bounds: Tensor
 
-    def as_rows(self, num_nodes: int) -> tuple[Tensor, Tensor]:
-        """``(A, b)`` with ``A`` of shape ``(k, num_nodes)`` and ``b`` ``(k,)``."""
+    def as_rows(
+        self, num_nodes: int, device: torch.device | str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(A, b)`` with ``A`` of shape ``(k, num_nodes)`` and ``b`` ``(k,)``, on
+        ``device`` (default: where ``weights`` and ``bounds`` are)."""
         weights = as_matrix(
             self.weights,
             num_nodes,
             "`weights` (one column per variable of [theta, x])",
             "num_constraints",
             torch.float64,
+            device,
         )
-        bounds = torch.as_tensor(self.bounds, dtype=torch.float64).reshape(-1)
+        bounds = torch.as_tensor(self.bounds, dtype=torch.float64, device=device)
+        bounds = bounds.reshape(-1)
         if bounds.numel() == 1:
             bounds = bounds.expand(weights.shape[0])
         if bounds.shape != (weights.shape[0],):
@@ -103,8 +108,10 @@ class Interval:
         if math.isinf(self.low) and math.isinf(self.high):
             raise ValueError("An interval needs at least one finite end.")
 
-    def as_rows(self, num_nodes: int) -> tuple[Tensor, Tensor]:
-        """``(A, b)``: one row ``A v <= b`` per finite end."""
+    def as_rows(
+        self, num_nodes: int, device: torch.device | str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(A, b)``: one row ``A v <= b`` per finite end, on ``device``."""
         if not 0 <= self.node < num_nodes:
             raise ValueError(
                 f"`node` must index one of the {num_nodes} variables of [theta, x], "
@@ -113,11 +120,12 @@ class Interval:
         rows, bounds = [], []
         for sign, end in ((-1.0, self.low), (1.0, self.high)):
             if not math.isinf(end):
-                row = torch.zeros(num_nodes, dtype=torch.float64)
+                row = torch.zeros(num_nodes, dtype=torch.float64, device=device)
                 row[self.node] = sign
                 rows.append(row)
                 bounds.append(sign * end)
-        return torch.stack(rows), torch.tensor(bounds, dtype=torch.float64)
+        bounds = torch.tensor(bounds, dtype=torch.float64, device=device)
+        return torch.stack(rows), bounds
 
 
 Constraint = Interval | LinearConstraint
@@ -132,6 +140,8 @@ class Guidance:
         std: ``(num_nodes,)`` standardization std.
         latent: ``(num_nodes,)`` booleans, ``True`` for the sampled variables;
             constraints may only involve those.
+
+    The constraints are kept on the device of ``mean`` (the estimator's).
     """
 
     def __init__(
@@ -143,19 +153,20 @@ class Guidance:
     ) -> None:
         if not constraints:
             raise ValueError("`guidance` needs at least one constraint.")
-        num_nodes = mean.numel()
-        rows = [c.as_rows(num_nodes) for c in constraints]
+        num_nodes, device = mean.numel(), mean.device
+        rows = [c.as_rows(num_nodes, device) for c in constraints]
         weights = torch.cat([w for w, _ in rows])
         bounds = torch.cat([b for _, b in rows])
         touched = (weights != 0).any(dim=0)
-        if (touched & ~latent.cpu()).any():
-            nodes = torch.nonzero(touched & ~latent.cpu()).flatten().tolist()
+        conditioned = touched & ~latent.to(device)
+        if conditioned.any():
+            nodes = torch.nonzero(conditioned).flatten().tolist()
             raise ValueError(
                 f"Constraints involve variables {nodes}, which are conditioned on; "
                 "guidance acts on the sampled (latent) variables only."
             )
         # v = mean + std * u  =>  A v <= b  <=>  (A std) u <= b - A mean.
-        mean, std = mean.double().cpu(), std.double().cpu()
+        mean, std = mean.double(), std.double().to(device)
         scaled = weights * std
         offset = bounds - weights @ mean
         norm = scaled.norm(dim=1, keepdim=True)

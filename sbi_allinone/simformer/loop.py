@@ -21,6 +21,7 @@ from sbi_allinone.diffusion.validation import fixed_draws
 from sbi_allinone.sbi_internals import StartIndexContext
 from sbi_allinone.simformer.condition import condition_masks, sample_condition_masks
 from sbi_allinone.simformer.schedule import learning_rate_at
+from sbi_allinone.simformer.tokens import Tokens
 
 __all__ = ["StepsTrainingLoop", "flush_denormal"]
 
@@ -39,13 +40,18 @@ def flush_denormal() -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
+def _rows(tokens: Tokens | None, index: Tensor | slice) -> Tokens | None:
+    return None if tokens is None else tokens.rows(index)
+
+
 class StepsTrainingLoop:
     """Mixin for :class:`~sbi_allinone.simformer.trainer.Simformer`: fixed-size
     epochs of random batches, a fused Adam over the live network, the paper's
     learning-rate schedule and a validation loss over fixed draws.
 
     Expects, set by ``train``: ``_train_values`` and ``_val_values`` (rows of
-    ``[theta, x]``), ``_steps_per_epoch``, ``_batch_size``, ``_validation_draws``,
+    ``[theta, x]``), ``_train_tokens`` and ``_val_tokens`` (their tokens, or
+    ``None``), ``_steps_per_epoch``, ``_batch_size``, ``_validation_draws``,
     ``_lr_schedule = (learning_rate, num_epochs)``; and from the trainer
     ``_neural_net``, ``_noise``, ``_num_parameters``, ``_num_data``, ``_device``.
     """
@@ -76,11 +82,11 @@ class StepsTrainingLoop:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
         estimator, values = self._neural_net, self._train_values
-        total = torch.zeros(())
+        total = values.new_zeros(())
         for _ in range(self._steps_per_epoch):
-            rows = torch.randint(len(values), (self._batch_size,))
+            rows = torch.randint(len(values), (self._batch_size,), device=values.device)
             optimizer.zero_grad(set_to_none=True)
-            loss = self._loss(values[rows]).mean()
+            loss = self._loss(values[rows], _rows(self._train_tokens, rows)).mean()
             loss.backward()
             if clip_max_norm is not None:
                 clip_grad_norm_(estimator.net.parameters(), clip_max_norm, foreach=True)
@@ -90,10 +96,15 @@ class StepsTrainingLoop:
         return float(total) / self._steps_per_epoch
 
     def _validate_epoch(self, val_loader, loss_args) -> float:  # noqa: ANN001
+        values, size = self._val_values, self._batch_size
         with torch.no_grad():
-            chunks = self._val_values.split(self._batch_size)
-            losses = torch.cat([self._loss(chunk) for chunk in chunks])
-        return float(losses.mean())
+            losses = [
+                self._loss(
+                    values[i : i + size], _rows(self._val_tokens, slice(i, i + size))
+                )
+                for i in range(0, len(values), size)
+            ]
+        return float(torch.cat(losses).mean())
 
     def _get_start_index(self, context: StartIndexContext) -> int:
         return 0
@@ -102,19 +113,23 @@ class StepsTrainingLoop:
         theta, x = batch[0].to(self._device), batch[1].to(self._device)
         return self._loss(torch.cat([theta, x], dim=1))
 
-    def _loss(self, values: Tensor) -> Tensor:
-        """Training loss on fresh draws; in eval mode, the mean over fixed draws."""
+    def _loss(self, values: Tensor, tokens: Tokens | None = None) -> Tensor:
+        """Training loss on fresh draws; in eval mode, the mean over fixed draws
+        (``tokens``: the rows' token kinds and metadata, with ``variables``)."""
         estimator = self._neural_net
         if estimator.training:
             masks = sample_condition_masks(
-                values.shape[0], self._num_parameters, self._num_data
+                values.shape[0],
+                self._num_parameters,
+                self._num_data,
+                device=values.device,
             )
-            return estimator.loss(values, masks.to(values.device))
+            return estimator.loss(values, masks, tokens=tokens)
         n = values.shape[1]
         losses = torch.zeros(values.shape[0], device=values.device)
         for draw in range(self._validation_draws):
             uniforms, normals = fixed_draws(values, 2 + n, n, draw)
             sigma = self._noise.from_uniform(uniforms[:, :1]).to(values)
             masks = condition_masks(uniforms[:, 1:], self._num_parameters)
-            losses += estimator.loss(values, masks, sigma, normals.to(values))
+            losses += estimator.loss(values, masks, sigma, normals.to(values), tokens)
         return losses / self._validation_draws

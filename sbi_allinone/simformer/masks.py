@@ -130,12 +130,13 @@ def moralize(adjacency: Tensor) -> Tensor:
     """Moral graph :math:`A \\lor A^T \\lor (A^T A > 0)`, without the diagonal."""
     a = adjacency.float()
     moral = adjacency | adjacency.T | ((a.T @ a) > 0)
-    return moral & ~torch.eye(len(adjacency), dtype=torch.bool)
+    return moral & ~torch.eye(len(adjacency), dtype=torch.bool, device=adjacency.device)
 
 
 def undirected_mask(adjacency: Tensor) -> Tensor:
     """Attention mask ``(n, n)`` of the moral graph, with self-attention."""
-    return moralize(adjacency) | torch.eye(len(adjacency), dtype=torch.bool)
+    eye = torch.eye(len(adjacency), dtype=torch.bool, device=adjacency.device)
+    return moralize(adjacency) | eye
 
 
 def faithful_inversion(adjacency: Tensor, condition_mask: Tensor) -> Tensor:
@@ -158,7 +159,7 @@ def faithful_inversion(adjacency: Tensor, condition_mask: Tensor) -> Tensor:
         for j in range(n)
     ]
     remaining = {i for i in range(n) if not observed[i]}
-    inverse = torch.zeros(n, n, dtype=torch.bool)
+    inverse = torch.zeros(n, n, dtype=torch.bool, device=adjacency.device)
     while remaining:
         frontier = [z for z in remaining if not latent_children[z] & remaining]
         node = min(frontier, key=lambda z: (_fill_in(neighbours, z), z))
@@ -190,13 +191,16 @@ def directed_mask(adjacency: Tensor, condition_masks: Tensor) -> Tensor:
     """
     unique, index = torch.unique(condition_masks.bool(), dim=0, return_inverse=True)
     graph = tuple(map(tuple, adjacency.bool().tolist()))
-    masks = torch.stack([_cached_mask(graph, tuple(c.tolist())) for c in unique])
+    device = str(condition_masks.device)
+    masks = torch.stack(
+        [_cached_mask(graph, tuple(c.tolist()), device) for c in unique]
+    )
     return masks[index]
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_mask(graph: tuple, condition: tuple) -> Tensor:
+def _cached_mask(graph: tuple, condition: tuple, device: str) -> Tensor:
     # Samplers ask for the same condition mask at every step: invert it once.
-    adjacency = torch.tensor(graph, dtype=torch.bool)
-    inverse = faithful_inversion(adjacency, torch.tensor(condition))
-    return inverse | torch.eye(len(graph), dtype=torch.bool)
+    adjacency = torch.tensor(graph, dtype=torch.bool, device=device)
+    inverse = faithful_inversion(adjacency, torch.tensor(condition, device=device))
+    return inverse | torch.eye(len(graph), dtype=torch.bool, device=device)

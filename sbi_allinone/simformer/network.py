@@ -151,8 +151,9 @@ class SimformerNet(nn.Module):
         widening: MLP widening factor (paper: 3; large variant 4).
         time_dim: Number of Gaussian Fourier features of the noise level (paper:
             128, of the time).
-        metadata: Embedding of per-token metadata, or ``None`` (no metadata);
-            its width must be ``id_dim + value_dim + condition_dim``.
+        metadata_statistics: Mean and standard deviation ``(num_channels,)`` of
+            the training metadata, to embed per-token metadata with
+            :class:`MetadataEmbedding`; ``None``: no metadata.
     """
 
     def __init__(
@@ -166,17 +167,11 @@ class SimformerNet(nn.Module):
         key_size: int = 10,
         widening: int = 3,
         time_dim: int = 128,
-        metadata: MetadataEmbedding | None = None,
+        metadata_statistics: tuple[Tensor, Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.num_nodes = num_nodes
         width = id_dim + value_dim + condition_dim
-        if metadata is not None and metadata.project.out_features != width:
-            raise ValueError(
-                f"`metadata` embeds to width {metadata.project.out_features}, the "
-                f"tokens have width {width}."
-            )
-        self.metadata = metadata
         self.identifier = nn.Parameter(torch.randn(num_nodes, id_dim) * 0.5)
         self.value = nn.Linear(1, value_dim)
         self.condition = nn.Parameter(torch.randn(condition_dim) * 0.5)
@@ -187,6 +182,9 @@ class SimformerNet(nn.Module):
         )
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, 1)
+        self.metadata = None
+        if metadata_statistics is not None:
+            self.metadata = MetadataEmbedding(*metadata_statistics, width)
 
     def forward(
         self,
@@ -210,7 +208,7 @@ class SimformerNet(nn.Module):
                 ``(batch, n)`` integers in ``[0, num_nodes)``; default
                 ``arange(num_nodes)``.
             metadata: ``(batch, n, num_channels)`` per-token metadata (NaN = none),
-                for a network built with ``metadata``.
+                for a network built with ``metadata_statistics``.
 
         Returns:
             ``(batch, n)`` outputs ``F``.

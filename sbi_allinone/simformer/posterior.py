@@ -22,6 +22,7 @@ from sbi.inference.potentials.vector_field_potential import (
 )
 from sbi.samplers.rejection.rejection import accept_reject_sample
 from sbi.utils.sbiutils import gradient_ascent, within_support
+from sbi.utils.torchutils import process_device
 from torch import Tensor
 from torch.distributions import Distribution
 
@@ -46,6 +47,19 @@ DEFAULT_STEPS = {"ode": 32, "sde": 128}
 DEFAULT_ODE_SOLVER = "multistep"
 
 
+def _estimator_device(
+    estimator: SimformerEstimator, device: str | torch.device | None
+) -> torch.device:
+    """The estimator's device; ``device``, if given, must name the same one."""
+    here = estimator.mean.device
+    if device is not None and torch.device(process_device(device)) != here:
+        raise ValueError(
+            f"`device` is {device!r} but the estimator is on {here}: move the "
+            "estimator first (`estimator.to(device)`) or leave `device` out."
+        )
+    return here
+
+
 class SimformerPosterior(NeuralPosterior):
     """One conditional of a trained Simformer, as an sbi ``NeuralPosterior``.
 
@@ -67,7 +81,9 @@ class SimformerPosterior(NeuralPosterior):
             :mod:`.guidance`. Needs the stochastic sampler; the guided
             conditional has no tractable density (``log_prob`` and ``map`` raise).
         recurrence: Self-recurrence of the guided sampler (paper: 5).
-        device: Device of sampling.
+        device: Device of sampling and densities: the estimator's (the default;
+            another one raises). Conditions, latent values and every tensor
+            made here are on it.
     """
 
     def __init__(
@@ -81,9 +97,10 @@ class SimformerPosterior(NeuralPosterior):
         log_prob_steps: int = 64,
         guidance: Sequence[Constraint] | None = None,
         recurrence: int = 1,
-        device: str = "cpu",
+        device: str | None = None,
     ) -> None:
-        condition_mask = torch.as_tensor(condition_mask).bool().flatten()
+        device = _estimator_device(estimator, device)
+        condition_mask = torch.as_tensor(condition_mask, device=device).bool().flatten()
         if condition_mask.shape != (estimator.num_nodes,):
             raise ValueError(
                 f"`condition_mask` must have {estimator.num_nodes} entries (one per "
@@ -119,12 +136,13 @@ class SimformerPosterior(NeuralPosterior):
         self.steps = steps or DEFAULT_STEPS[sample_with]
         self.ode_solver = ode_solver
         latent = ~condition_mask
-        is_parameters = torch.arange(estimator.num_nodes) < estimator.num_parameters
+        nodes = torch.arange(estimator.num_nodes, device=device)
+        is_parameters = nodes < estimator.num_parameters
         self.prior = prior if torch.equal(latent, is_parameters) else None
         potential = ConditionalPotential(
-            self.estimator, condition_mask, self.prior, log_prob_steps, device
+            self.estimator, condition_mask, self.prior, log_prob_steps, str(device)
         )
-        super().__init__(potential, device=device)
+        super().__init__(potential, device=str(device))
         self._purpose = "Conditional of a Simformer (sampled by score diffusion)."
 
     @property
@@ -143,11 +161,11 @@ class SimformerPosterior(NeuralPosterior):
     def _check_x(self, x: Tensor) -> Tensor:
         width = int(self.condition_mask.sum())
         name = "`x` (the conditioned variables)"
-        return as_matrix(x, width, name, "batch", torch.float32)
+        return as_matrix(x, width, name, "batch", torch.float32, self._device)
 
     def set_default_x(self, x: Tensor) -> SimformerPosterior:
         """Set the condition used when ``x`` is not passed (NaN entries allowed)."""
-        self._x = self._check_x(x).to(self._device)
+        self._x = self._check_x(x)
         self._map = None
         return self
 
@@ -263,7 +281,7 @@ class SimformerPosterior(NeuralPosterior):
             ``(batch,)`` log-densities in original units.
         """
         self._no_density_under_guidance("log_prob")
-        theta = torch.as_tensor(theta).float()
+        theta = torch.as_tensor(theta, dtype=torch.float32, device=self._device)
         if theta.ndim == 1:
             theta = theta.unsqueeze(0)
         if theta.ndim != 2 or theta.shape[1] != self.num_latent:

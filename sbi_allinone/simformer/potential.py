@@ -40,7 +40,7 @@ class ConditionalPotential(BasePotential):
         prior: Density outside whose support ``log_prob`` is ``-inf`` (only for
             the posterior of the parameters), or ``None``.
         log_prob_steps: Heun steps of the log-probability ODE.
-        device: Device of evaluation.
+        device: Device of evaluation: the estimator's (inputs are moved there).
     """
 
     def __init__(
@@ -58,7 +58,15 @@ class ConditionalPotential(BasePotential):
         self.log_prob_steps = log_prob_steps
 
     def set_x(self, x_o: Tensor | None, x_is_iid: bool | None = False) -> None:
-        self.observation = None if x_o is None else torch.as_tensor(x_o).float()
+        if x_o is not None:
+            device = self._estimator_device
+            x_o = torch.as_tensor(x_o, dtype=torch.float32, device=device)
+        self.observation = x_o
+
+    @property
+    def _estimator_device(self) -> torch.device:
+        """The estimator's device, where every tensor here is made."""
+        return self.estimator.mean.device
 
     @property
     def x_o(self) -> Tensor:
@@ -84,10 +92,12 @@ class ConditionalPotential(BasePotential):
     ) -> tuple[Tensor, Tensor]:
         """Standardized ``(rows, n)`` values (latents zero without ``theta``) and
         ``(rows, n)`` missing flags (NaN conditions)."""
-        values = torch.zeros(x_rows.shape[0], self.estimator.num_nodes)
-        values[:, self.condition_mask] = x_rows.float()
+        values = torch.zeros(
+            x_rows.shape[0], self.estimator.num_nodes, device=self._estimator_device
+        )
+        values[:, self.condition_mask] = x_rows.to(values)
         if theta is not None:
-            values[:, ~self.condition_mask] = theta.float()
+            values[:, ~self.condition_mask] = theta.to(values)
         missing = torch.isnan(values) & self.condition_mask
         values = torch.where(missing, 0.0, self.estimator.standardize(values))
         return values, missing
@@ -111,7 +121,7 @@ class ConditionalPotential(BasePotential):
         log_std = torch.log(self.estimator.std[~self.condition_mask]).sum()
         log_prob = log_prob - log_std
         if self.prior is not None:
-            inside = within_support(self.prior, theta)
+            inside = within_support(self.prior, theta.to(values.device))
             log_prob = torch.where(inside, log_prob, -torch.inf)
         return log_prob.detach()
 
@@ -119,7 +129,7 @@ class ConditionalPotential(BasePotential):
         """``(rows, num_latent)`` score at the smallest noise level, user units."""
         values, missing = self.standardized_rows(theta, x_rows)
         condition = self.condition_mask.expand_as(values)
-        sigma = torch.full((len(values), 1), self.estimator.noise.sigma_min)
+        sigma = values.new_full((len(values), 1), self.estimator.noise.sigma_min)
         with torch.no_grad():
             score = self.estimator.score(values, sigma, condition, missing)
         return (score / self.estimator.std)[:, ~self.condition_mask]

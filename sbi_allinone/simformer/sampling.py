@@ -40,15 +40,17 @@ from sbi_allinone.diffusion.ode import (
 from sbi_allinone.diffusion.stochastic import sample_stochastic
 from sbi_allinone.simformer.estimator import SimformerEstimator
 from sbi_allinone.simformer.guidance import Guidance
+from sbi_allinone.simformer.tokens import Tokens
 
 __all__ = ["SOLVERS", "ode_log_prob", "sample_ode", "sample_sde"]
 
 SOLVERS = ("multistep", "heun")
 
 
-def _grid(estimator: SimformerEstimator, steps: int) -> Tensor:
+def _grid(estimator: SimformerEstimator, steps: int, like: Tensor) -> Tensor:
+    """EDM's float64 grid of ``steps`` intervals, on the device of ``like``."""
     noise = estimator.noise
-    return edm_grid(noise.sigma_min, noise.sigma_max, steps)
+    return edm_grid(noise.sigma_min, noise.sigma_max, steps, device=like.device)
 
 
 def _initial(
@@ -56,6 +58,7 @@ def _initial(
     values: Tensor,
     condition_mask: Tensor,
     missing: Tensor,
+    tokens: Tokens | None = None,
 ) -> Tensor:
     r"""A draw from :math:`\mathcal N(\mu, 1 + \sigma_{max}^2)` for the latents.
 
@@ -69,17 +72,17 @@ def _initial(
     noise = torch.randn_like(values) * (1 + sigma_max**2) ** 0.5
     v = torch.where(latent, noise, values)
     column = torch.full_like(values[:, :1], sigma_max)
-    mean = estimator.denoise(v, column, condition_mask, missing)
+    mean = estimator.denoise(v, column, condition_mask, missing, tokens)
     return torch.where(latent, noise + mean, values)
 
 
-def _field(estimator, condition_mask: Tensor, missing: Tensor):  # noqa: ANN202
+def _field(estimator, condition_mask: Tensor, missing: Tensor, tokens=None):  # noqa: ANN001,ANN202
     """``dv/dsigma`` of the probability-flow ODE; zero off the latents."""
     latent = ~(condition_mask | missing)
 
     def field(sigma: Tensor, v: Tensor) -> Tensor:
         column = sigma.expand(v.shape[0], 1)
-        denoised = estimator.denoise(v, column, condition_mask, missing)
+        denoised = estimator.denoise(v, column, condition_mask, missing, tokens)
         return torch.where(latent, (v - denoised) / sigma, 0.0)
 
     return field
@@ -93,6 +96,7 @@ def sample_ode(
     missing: Tensor,
     steps: int = 32,
     solver: str = "multistep",
+    tokens: Tokens | None = None,
 ) -> Tensor:
     """Sample latents by the probability-flow ODE.
 
@@ -103,6 +107,7 @@ def sample_ode(
         missing: ``(batch, n)``, ``True`` = missing (ignored).
         steps: Steps (at least 2), the last one to :math:`\\sigma = 0`.
         solver: ``"multistep"`` (one network call a step) or ``"heun"`` (two).
+        tokens: Kind and metadata of each token; default one per variable.
 
     Returns:
         ``(batch, n)`` standardized samples (conditioned entries as given).
@@ -112,17 +117,16 @@ def sample_ode(
     if solver not in SOLVERS:
         raise ValueError(f"`solver` must be one of {SOLVERS}, got {solver!r}.")
     latent = ~(condition_mask | missing)
-    v = _initial(estimator, values, condition_mask, missing)
+    v = _initial(estimator, values, condition_mask, missing, tokens)
     if solver == "multistep":
 
         def denoise(v: Tensor, sigma: Tensor) -> Tensor:
-            return estimator.denoise(v, sigma, condition_mask, missing)
+            return estimator.denoise(v, sigma, condition_mask, missing, tokens)
 
-        return multistep(denoise, v, _grid(estimator, steps - 1), latent)
-    times = torch.cat(
-        [_grid(estimator, steps - 1), torch.zeros(1, dtype=torch.float64)]
-    )
-    return heun(_field(estimator, condition_mask, missing), v, times)
+        return multistep(denoise, v, _grid(estimator, steps - 1, v), latent)
+    grid = _grid(estimator, steps - 1, v)
+    times = torch.cat([grid, grid.new_zeros(1)])
+    return heun(_field(estimator, condition_mask, missing, tokens), v, times)
 
 
 @torch.no_grad()
@@ -159,7 +163,7 @@ def sample_sde(
 
     correction = None if guidance is None else guidance.score_correction
     return sample_stochastic(
-        denoise, v, _grid(estimator, steps - 1), latent, correction, recurrence
+        denoise, v, _grid(estimator, steps - 1, v), latent, correction, recurrence
     )
 
 
@@ -188,12 +192,12 @@ def ode_log_prob(
     exact = int(latent.sum(dim=1).max()) <= exact_below
     dims = torch.nonzero(latent.any(dim=0)).flatten().tolist()
     probe = None if exact else rademacher(values) * latent
-    times = _grid(estimator, steps).flip(0)
+    times = _grid(estimator, steps, values).flip(0)
     field = _field(estimator, condition_mask, missing)
     sigma_max = estimator.noise.sigma_max
     with torch.no_grad():
         v, integral = integrate_with_divergence(field, values, times, probe, dims)
         column = torch.full_like(values[:, :1], sigma_max)
         mean = estimator.denoise(v, column, condition_mask, missing)
-    variance = torch.tensor(1 + sigma_max**2).to(values)
+    variance = values.new_tensor(1 + sigma_max**2)
     return gaussian_log_prob(v - mean, variance, mask=latent) + integral

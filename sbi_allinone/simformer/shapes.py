@@ -9,7 +9,12 @@ __all__ = ["as_matrix"]
 
 
 def as_matrix(
-    value: Tensor, width: int, name: str, rows: str, dtype: torch.dtype
+    value: Tensor,
+    width: int,
+    name: str,
+    rows: str,
+    dtype: torch.dtype,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """``value`` as a ``(k, width)`` matrix; a single row ``(width,)`` becomes
     ``(1, width)``.
@@ -20,6 +25,8 @@ def as_matrix(
         name: The argument's name and meaning, for the error message.
         rows: What the rows are, for the error message (e.g. ``"batch"``).
         dtype: Result dtype.
+        device: Result device; default the tensor's own (torch's default
+            device for other array-likes).
 
     Returns:
         ``(k, width)`` tensor.
@@ -28,7 +35,7 @@ def as_matrix(
         >>> as_matrix([1.0, 2.0], 2, "`x`", "batch", torch.float32)
         tensor([[1., 2.]])
     """
-    matrix = torch.as_tensor(value, dtype=dtype)
+    matrix = torch.as_tensor(value, dtype=dtype, device=device)
     if matrix.ndim == 1:
         matrix = matrix.unsqueeze(0)
     if matrix.ndim != 2 or matrix.shape[1] != width:

@@ -46,6 +46,11 @@ class Tokens:
                 f"{tuple(self.metadata.shape)}."
             )
 
+    def to(self, device: torch.device | str) -> Tokens:
+        """The tokens on ``device``."""
+        metadata = None if self.metadata is None else self.metadata.to(device)
+        return Tokens(self.node_ids.to(device), metadata)
+
     def rows(self, index: Tensor | slice) -> Tokens:
         """The tokens of some batch rows (per-row ``node_ids`` and ``metadata``
         are indexed, shared ones kept)."""

@@ -9,7 +9,6 @@ progress, tracker).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +29,13 @@ from sbi_allinone.simformer.estimator import (
     check_attention,
 )
 from sbi_allinone.simformer.guidance import Constraint
+from sbi_allinone.simformer.inputs import (
+    SimulationTokens,
+    check_schedule,
+    check_variables,
+    checked_draws,
+    checked_simulations,
+)
 from sbi_allinone.simformer.loop import StepsTrainingLoop, flush_denormal
 from sbi_allinone.simformer.masks import check_dag
 from sbi_allinone.simformer.network import SimformerNet
@@ -39,57 +45,13 @@ from sbi_allinone.simformer.posterior import (
     SimformerPosterior,
 )
 from sbi_allinone.simformer.schedule import default_batch_size, default_num_steps
+from sbi_allinone.simformer.series import SeriesPosterior
+from sbi_allinone.simformer.tokens import Tokens, Variables
 
 __all__ = ["Simformer", "default_batch_size", "default_num_steps"]
 
 
-def _checked_simulations(theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``theta`` as ``(N, num_parameters)``, ``x`` flattened to ``(N, num_data)``
-    with non-finite entries as NaN (missing), after checking their shapes."""
-    theta, x = torch.as_tensor(theta).float(), torch.as_tensor(x).float()
-    if theta.ndim != 2:
-        raise ValueError(
-            "`theta` must have shape (num_simulations, num_parameters), got "
-            f"{tuple(theta.shape)}."
-        )
-    x = x.reshape(x.shape[0], -1) if x.ndim > 1 else x.reshape(-1, 1)
-    if x.shape[0] != theta.shape[0]:
-        raise ValueError(
-            f"`theta` has {theta.shape[0]} rows but `x` has {x.shape[0]}: "
-            "pass one simulation per parameter set."
-        )
-    if not torch.isfinite(theta).all():
-        raise ValueError("`theta` contains NaN or inf values.")
-    missing = ~torch.isfinite(x)
-    if missing.any():
-        warnings.warn(
-            f"{int(missing.sum())} entries of `x` ({int(missing.any(1).sum())} "
-            "simulations) are NaN or inf; they are treated as missing: never "
-            "targets nor conditions.",
-            UserWarning,
-            stacklevel=3,
-        )
-    return theta, torch.where(missing, torch.nan, x)
-
-
-def _checked_draws(validation_draws: int) -> int:
-    if validation_draws < 1:
-        raise ValueError(
-            f"`validation_draws` must be at least 1, got {validation_draws}."
-        )
-    return validation_draws
-
-
-def _check_schedule(num_steps: int, steps_per_epoch: int, batch_size: int) -> None:
-    if num_steps < 2 or steps_per_epoch < 1 or batch_size < 1:
-        raise ValueError(
-            "`num_steps` must be at least 2 (sbi's loop runs two epochs or more), "
-            "`steps_per_epoch` and `training_batch_size` positive; got "
-            f"{num_steps}, {steps_per_epoch} and {batch_size}."
-        )
-
-
-class Simformer(StepsTrainingLoop, NeuralInference):
+class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
     """Train one score model of :math:`p(\\theta, x)`; sample any conditional.
 
     Args:
@@ -109,6 +71,10 @@ class Simformer(StepsTrainingLoop, NeuralInference):
         logging_level: sbi's logging level.
         tracker: sbi tracker; ``None`` uses sbi's TensorBoard default.
         show_progress_bars: Show training progress.
+        variables: Names and shapes of parameters and data
+            (:class:`~.tokens.Variables`), for series (values at per-simulation
+            times, any number of them) and function-valued parameters; needs dense
+            attention. ``None``: ``theta`` and ``x`` are fixed-size vectors.
     """
 
     def __init__(
@@ -123,6 +89,7 @@ class Simformer(StepsTrainingLoop, NeuralInference):
         logging_level: int | str = "WARNING",
         tracker: Any = None,
         show_progress_bars: bool = True,
+        variables: Variables | None = None,
     ) -> None:
         super().__init__(
             prior=prior,
@@ -141,6 +108,9 @@ class Simformer(StepsTrainingLoop, NeuralInference):
         self._net_kwargs = dict(net_kwargs or {})
         self._num_parameters: int | None = None
         self._num_data: int | None = None
+        self._variables = check_variables(variables, attention)
+        self._channels: tuple[str, ...] | None = None
+        self._tokens: Tokens | None = None
 
     def append_simulations(
         self,
@@ -149,19 +119,25 @@ class Simformer(StepsTrainingLoop, NeuralInference):
         proposal: Any = None,
         exclude_invalid_x: bool | None = None,
         data_device: str | None = None,
+        metadata: dict[str, dict[str, Tensor]] | None = None,
     ) -> Simformer:
         """Store simulations; NaN or inf entries of ``x`` count as missing.
 
         Args:
-            theta: Parameters, ``(num_simulations, num_parameters)``.
+            theta: Parameters, ``(num_simulations, num_parameters)``; with
+                ``variables``, also a dict of each parameter's values (series
+                NaN-padded ``(num_simulations, K)``).
             x: Simulations, ``(num_simulations, *x_shape)``; flattened to one token
                 per scalar. Missing (non-finite) entries are neither targets nor
-                conditions in training.
+                conditions in training. With ``variables``, also a dict as
+                ``theta``.
             proposal: Must be ``None`` (the prior): the joint is learned from prior
                 simulations only.
             exclude_invalid_x: Not used (kept for sbi's signature): missing entries
                 are used, not excluded.
             data_device: Not used; data stay on the CPU.
+            metadata: With ``variables``: channel name (e.g. ``"time"``) to series
+                name to ``(num_simulations, K)`` metadata, NaN where padded.
 
         Returns:
             The trainer, for chaining.
@@ -171,7 +147,15 @@ class Simformer(StepsTrainingLoop, NeuralInference):
                 "Simformer learns the joint from prior simulations: `proposal` "
                 "must be None."
             )
-        theta, x = _checked_simulations(theta, x)
+        if self._variables is None:
+            if metadata is not None:
+                raise ValueError(
+                    "`metadata` describes series: build `Simformer(prior, "
+                    "variables=Variables(...))`."
+                )
+            theta, x = checked_simulations(theta, x)
+        else:
+            theta, x = self._arranged(theta, x, metadata)
         shape = (theta.shape[1], x.shape[1])
         if self._num_parameters is not None and shape != (
             self._num_parameters,
@@ -226,7 +210,7 @@ class Simformer(StepsTrainingLoop, NeuralInference):
         num_epochs, batch_size = self._set_schedule(
             num_steps, training_batch_size, steps_per_epoch, learning_rate
         )
-        self._validation_draws = _checked_draws(validation_draws)
+        self._validation_draws = checked_draws(validation_draws)
         loaders = self._split_values(batch_size, validation_fraction, resume_training)
         if self._neural_net is None or retrain_from_scratch:
             self._initialize_neural_network(retrain_from_scratch, 0)
@@ -260,7 +244,7 @@ class Simformer(StepsTrainingLoop, NeuralInference):
             num_steps = default_num_steps(num_stored_simulations(self))
         if batch_size is None:
             batch_size = default_batch_size(self._num_parameters + self._num_data)
-        _check_schedule(num_steps, steps_per_epoch, batch_size)
+        check_schedule(num_steps, steps_per_epoch, batch_size)
         # At least two "epochs", so that short runs still validate twice.
         steps_per_epoch = min(steps_per_epoch, num_steps // 2)
         self._steps_per_epoch, self._batch_size = steps_per_epoch, batch_size
@@ -279,29 +263,37 @@ class Simformer(StepsTrainingLoop, NeuralInference):
         values = torch.cat([theta, x], dim=1).to(self._device)
         self._train_values = values[self.train_indices]
         self._val_values = values[self.val_indices]
+        self._train_tokens = self._val_tokens = None
+        if self._tokens is not None:
+            tokens = self._tokens.to(self._device)
+            self._train_tokens = tokens.rows(self.train_indices)
+            self._val_tokens = tokens.rows(self.val_indices)
         return loaders
 
     def _initialize_neural_network(
         self, retrain_from_scratch: bool, start_idx: int
     ) -> None:
-        values = self._train_values
-        mean = torch.nanmean(values, dim=0)
-        std = torch.sqrt(torch.nanmean((values - mean) ** 2, dim=0))
-        std = torch.where(std > 1e-8, std, torch.ones_like(std))
-        num_nodes = values.shape[1]
+        mean, std = self._statistics(self._train_values)
+        num_nodes = mean.numel()
         if self._graph is not None:
             check_dag(self._graph, num_nodes)
-        net = SimformerNet(num_nodes, **self._net_kwargs)
-        self._neural_net = SimformerEstimator(
-            net,
-            self._noise,
-            self._num_parameters,
-            torch.nan_to_num(mean),
-            std,
-            graph=self._graph,
-            attention=self._attention,
-            ema_decay=self._ema_decay,
-        ).to(self._device)
+        # Weights, buffers and the weight average made where they will live.
+        with torch.device(self._device):
+            net = SimformerNet(
+                num_nodes,
+                **self._net_kwargs,
+                metadata_statistics=self._meta_statistics(),
+            )
+            self._neural_net = SimformerEstimator(
+                net,
+                self._noise,
+                self._num_parameters,
+                mean,
+                std,
+                graph=self._graph,
+                attention=self._attention,
+                ema_decay=self._ema_decay,
+            ).to(self._device)
 
     def _get_potential_function(self, prior, estimator):  # noqa: ANN001
         raise RuntimeError(
@@ -369,11 +361,29 @@ class Simformer(StepsTrainingLoop, NeuralInference):
         sample_with: SampleWith | None = None,
         steps: int | None = None,
         **kwargs: Any,
-    ) -> SimformerPosterior:
-        """The posterior ``p(theta | x)`` (arguments as :meth:`build_conditional`)."""
+    ) -> SimformerPosterior | SeriesPosterior:
+        """The posterior ``p(theta | x)`` (arguments as :meth:`build_conditional`).
+
+        With ``variables``: a :class:`~.series.SeriesPosterior`, whose ``sample``
+        takes observations with any number of points (and their metadata), and
+        also gives any other conditional (e.g. the posterior predictive at new
+        times); it samples by the ODE.
+        """
+        if self._variables is not None:
+            return self._series_posterior(sample_with, steps, **kwargs)
         return self.build_conditional(
             self._role_mask(data=True), sample_with, steps, **kwargs
         )
+
+    def _series_posterior(
+        self, sample_with: SampleWith | None, steps: int | None, **kwargs: Any
+    ) -> SeriesPosterior:
+        if self._neural_net is None:
+            raise ValueError("Train the Simformer first: call `train()`.")
+        return SeriesPosterior.build(
+            self._neural_net, self._variables, self._channels, sample_with, steps,
+            device=str(self._device), **kwargs,
+        )  # fmt: skip
 
     def build_likelihood(
         self, sample_with: SampleWith | None = None, steps: int | None = None
@@ -384,6 +394,6 @@ class Simformer(StepsTrainingLoop, NeuralInference):
     def _role_mask(self, data: bool) -> Tensor:
         if self._num_parameters is None:
             raise ValueError("No simulations: call `append_simulations` first.")
-        is_data = torch.arange(self._num_parameters + self._num_data)
-        is_data = is_data >= self._num_parameters
+        num_nodes = self._num_parameters + self._num_data
+        is_data = torch.arange(num_nodes, device=self._device) >= self._num_parameters
         return is_data if data else ~is_data

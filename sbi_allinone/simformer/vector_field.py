@@ -76,10 +76,11 @@ class SimformerVectorField(ConditionalVectorFieldEstimator):
     def __init__(
         self, estimator: SimformerEstimator, condition_mask: Tensor | None = None
     ) -> None:
-        n = estimator.num_nodes
+        n, device = estimator.num_nodes, estimator.mean.device
         if condition_mask is None:
-            condition_mask = torch.arange(n) >= estimator.num_parameters
-        condition_mask = torch.as_tensor(condition_mask).bool().flatten()
+            condition_mask = torch.arange(n, device=device) >= estimator.num_parameters
+        condition_mask = torch.as_tensor(condition_mask, device=device)
+        condition_mask = condition_mask.bool().flatten()
         if condition_mask.shape != (n,) or condition_mask.all():
             raise ValueError(
                 f"`condition_mask` must have {n} entries, not all True; got "
@@ -111,12 +112,13 @@ class SimformerVectorField(ConditionalVectorFieldEstimator):
 
     def sigma(self, times: Tensor) -> Tensor:
         """Standardized noise level :math:`\\sigma(t)`; shape of ``times``."""
-        times = torch.as_tensor(times, dtype=torch.float32)
+        times = torch.as_tensor(times, dtype=torch.float32, device=self.scale.device)
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** times
 
     def mean_t_fn(self, times: Tensor) -> Tensor:
         """Mean factor of the VE kernel: ones of shape ``(*times.shape, 1)``."""
-        return torch.ones_like(torch.as_tensor(times, dtype=torch.float32))[..., None]
+        times = torch.as_tensor(times, dtype=torch.float32, device=self.scale.device)
+        return torch.ones_like(times)[..., None]
 
     def std_fn(self, times: Tensor) -> Tensor:
         """Noise std of each latent in user units, ``(*times.shape, num_latent)``."""

@@ -14,11 +14,8 @@ MEAN, STD = torch.tensor([0.5, 2.0, -1.0]), torch.tensor([1.5, 3.0, 0.5])
 
 
 def _net(metadata=True, num_layers=2):
-    width = 20 + 20 + 10
-    embedding = MetadataEmbedding(torch.tensor([5.0]), torch.tensor([2.0]), width)
-    return SimformerNet(
-        3, num_layers=num_layers, metadata=embedding if metadata else None
-    )
+    statistics = (torch.tensor([5.0]), torch.tensor([2.0])) if metadata else None
+    return SimformerNet(3, num_layers=num_layers, metadata_statistics=statistics)
 
 
 def _estimator(**kwargs):
@@ -157,8 +154,6 @@ def test_clear_errors():
         Tokens(torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="num_channels"):
         Tokens(torch.tensor([0, 1]), torch.zeros(1, 3, 1))
-    with pytest.raises(ValueError, match="width"):
-        SimformerNet(3, metadata=MetadataEmbedding(torch.zeros(1), torch.ones(1), 8))
     graph = torch.zeros(3, 3, dtype=torch.bool)
     estimator = SimformerEstimator(
         _net(), LogNormalNoise(), 1, MEAN, STD, graph=graph, attention="undirected"
