@@ -7,20 +7,27 @@ masks are built with :func:`~.masks.adjacency_from_parents`; interval observatio
 and constraints are :class:`~.guidance.Interval` and
 :class:`~.guidance.LinearConstraint`. :func:`~.vector_field.vector_field_posterior`
 puts a trained Simformer conditional into sbi's ``VectorFieldPosterior`` (iid
-observations, sbi's guidance methods).
+observations, sbi's guidance methods). Data that are not one fixed-size vector
+(series at per-simulation times, function-valued parameters) are described by
+:class:`~.tokens.Variables`; such a Simformer's posterior is a
+:class:`~.series.SeriesPosterior`.
 """
 
 from sbi_allinone.simformer.guidance import Interval, LinearConstraint
 from sbi_allinone.simformer.masks import adjacency_from_parents
 from sbi_allinone.simformer.posterior import SimformerPosterior
+from sbi_allinone.simformer.series import SeriesPosterior
+from sbi_allinone.simformer.tokens import Variables
 from sbi_allinone.simformer.trainer import Simformer
 from sbi_allinone.simformer.vector_field import vector_field_posterior
 
 __all__ = [
     "Interval",
     "LinearConstraint",
+    "SeriesPosterior",
     "Simformer",
     "SimformerPosterior",
+    "Variables",
     "adjacency_from_parents",
     "vector_field_posterior",
 ]

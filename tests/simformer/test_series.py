@@ -10,7 +10,7 @@ import torch
 from torch.distributions import Independent, Normal
 
 from sbi_allinone import Simformer
-from sbi_allinone.simformer.tokens import Variables
+from sbi_allinone.simformer import Variables
 
 NAN = float("nan")
 SPEC = Variables(theta={"a": 1}, x={"y": "series"})
