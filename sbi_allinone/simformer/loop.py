@@ -18,9 +18,14 @@ from torch import Tensor
 from torch.nn.utils import clip_grad_norm_
 
 from sbi_allinone.diffusion.validation import fixed_draws
-from sbi_allinone.sbi_internals import StartIndexContext
+from sbi_allinone.sbi_internals import StartIndexContext, num_stored_simulations
 from sbi_allinone.simformer.condition import condition_masks, sample_condition_masks
-from sbi_allinone.simformer.schedule import learning_rate_at
+from sbi_allinone.simformer.inputs import check_schedule, warn_if_too_large
+from sbi_allinone.simformer.schedule import (
+    default_batch_size,
+    default_num_steps,
+    learning_rate_at,
+)
 from sbi_allinone.simformer.tokens import Tokens
 
 __all__ = ["StepsTrainingLoop", "flush_denormal"]
@@ -51,10 +56,38 @@ class StepsTrainingLoop:
 
     Expects, set by ``train``: ``_train_values`` and ``_val_values`` (rows of
     ``[theta, x]``), ``_train_tokens`` and ``_val_tokens`` (their tokens, or
-    ``None``), ``_steps_per_epoch``, ``_batch_size``, ``_validation_draws``,
+    ``None``), ``_validation_draws``; by :meth:`_set_schedule`:
+    ``_steps_per_epoch``, ``_batch_size``,
     ``_lr_schedule = (learning_rate, num_epochs)``; and from the trainer
     ``_neural_net``, ``_noise``, ``_num_parameters``, ``_num_data``, ``_device``.
     """
+
+    def _set_schedule(
+        self,
+        num_steps: int | None,
+        batch_size: int | None,
+        steps_per_epoch: int,
+        learning_rate: float,
+    ) -> tuple[int, int]:
+        """Resolve the defaults, check and store the schedule for the epoch hooks.
+
+        Returns:
+            The number of epochs and the batch size.
+        """
+        if num_steps is None:
+            num_steps = default_num_steps(num_stored_simulations(self))
+        num_tokens = self._num_parameters + self._num_data
+        batch_size = (
+            default_batch_size(num_tokens) if batch_size is None else batch_size
+        )
+        check_schedule(num_steps, steps_per_epoch, batch_size)
+        warn_if_too_large(num_tokens, batch_size, self._net_kwargs, self._device)
+        # At least two "epochs", so that short runs still validate twice.
+        steps_per_epoch = min(steps_per_epoch, num_steps // 2)
+        self._steps_per_epoch, self._batch_size = steps_per_epoch, batch_size
+        num_epochs = -(-num_steps // steps_per_epoch)
+        self._lr_schedule = (learning_rate, num_epochs)
+        return num_epochs, batch_size
 
     def _fused_optimizer(self) -> torch.optim.Optimizer:
         """Adam over the live network, fused into one kernel per step.

@@ -31,7 +31,6 @@ from sbi_allinone.simformer.estimator import (
 from sbi_allinone.simformer.guidance import Constraint
 from sbi_allinone.simformer.inputs import (
     SimulationTokens,
-    check_schedule,
     check_variables,
     checked_draws,
     checked_simulations,
@@ -228,30 +227,6 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         with flush_denormal():
             return self._run_training_loop(*loaders, config)
 
-    def _set_schedule(
-        self,
-        num_steps: int | None,
-        batch_size: int | None,
-        steps_per_epoch: int,
-        learning_rate: float,
-    ) -> tuple[int, int]:
-        """Resolve the defaults, check and store the schedule for the epoch hooks.
-
-        Returns:
-            The number of epochs and the batch size.
-        """
-        if num_steps is None:
-            num_steps = default_num_steps(num_stored_simulations(self))
-        if batch_size is None:
-            batch_size = default_batch_size(self._num_parameters + self._num_data)
-        check_schedule(num_steps, steps_per_epoch, batch_size)
-        # At least two "epochs", so that short runs still validate twice.
-        steps_per_epoch = min(steps_per_epoch, num_steps // 2)
-        self._steps_per_epoch, self._batch_size = steps_per_epoch, batch_size
-        num_epochs = -(-num_steps // steps_per_epoch)
-        self._lr_schedule = (learning_rate, num_epochs)
-        return num_epochs, batch_size
-
     def _split_values(
         self, batch_size: int, validation_fraction: float, resume_training: bool
     ) -> tuple[Any, Any]:
@@ -302,6 +277,12 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         )
 
     @property
+    def _trained(self) -> SimformerEstimator:
+        if self._neural_net is None:
+            raise ValueError("Train the Simformer first: call `train()`.")
+        return self._neural_net
+
+    @property
     def num_parameters(self) -> int | None:
         """Number of parameter variables, once simulations are appended."""
         return self._num_parameters
@@ -342,10 +323,8 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
             An sbi posterior whose ``theta`` is the latent variables and whose
             ``x`` is the conditioned ones.
         """
-        if self._neural_net is None:
-            raise ValueError("Train the Simformer first: call `train()`.")
         return SimformerPosterior(
-            self._neural_net,
+            self._trained,
             condition_mask,
             prior=self._prior if prior is None else prior,
             sample_with=sample_with,
@@ -378,10 +357,8 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
     def _series_posterior(
         self, sample_with: SampleWith | None, steps: int | None, **kwargs: Any
     ) -> SeriesPosterior:
-        if self._neural_net is None:
-            raise ValueError("Train the Simformer first: call `train()`.")
         return SeriesPosterior.build(
-            self._neural_net, self._variables, self._channels, sample_with, steps,
+            self._trained, self._variables, self._channels, sample_with, steps,
             device=str(self._device), **kwargs,
         )  # fmt: skip
 
