@@ -113,3 +113,37 @@ def test_clear_errors():
         inference.append_simulations(
             {"a": a}, {"y": y[:, :3]}, metadata={"time": {"y": times[:, :3]}}
         )
+
+
+@pytest.mark.filterwarnings("ignore:Maximum number of epochs")
+def test_function_valued_parameter_queried_at_new_times():
+    # beta(t) = c0 + c1 t with c ~ N(0, I), known at 2-10 random times per
+    # simulation; x = c + 0.1 eps.
+    # Exact: beta(t) | x ~ N(100/101 (x0 + x1 t), (1 + t^2) / 101).
+    torch.manual_seed(0)
+    num = 2000
+    c = torch.randn(num, 2)
+    times = torch.rand(num, 10)
+    times[torch.arange(10) >= torch.randint(2, 11, (num, 1))] = NAN
+    beta = c[:, :1] + c[:, 1:] * times
+    x = c + 0.1 * torch.randn(num, 2)
+    spec = Variables(theta={"beta": "series"}, x={"x": 2})
+    inference = Simformer(
+        variables=spec, show_progress_bars=False, net_kwargs={"num_layers": 2}
+    )
+    inference.append_simulations(
+        {"beta": beta}, {"x": x}, metadata={"time": {"beta": times}}
+    )
+    inference.train(num_steps=600, training_batch_size=200)
+    query = torch.linspace(0.0, 1.0, 11)[None]  # times not in training
+    x_o = torch.tensor([[0.5, -1.0]])
+    samples = inference.build_posterior().sample(
+        (2000,), x={"x": x_o}, metadata={"time": {"beta": query}}
+    )
+    assert set(samples) == {"beta"} and samples["beta"].shape == (2000, 11)
+    exact = 100 / 101 * (x_o[0, 0] + x_o[0, 1] * query[0])
+    # Measured 0.05; trained on 3 points only and queried at 11, 0.24.
+    assert (samples["beta"].mean(0) - exact).abs().max() < 0.15
+    # The posterior's straight line: beta(1) - beta(0) = c1, with sd 0.1.
+    slope = samples["beta"][:, -1] - samples["beta"][:, 0]
+    assert abs(float(slope.mean()) - 100 / 101 * -1.0) < 0.15
