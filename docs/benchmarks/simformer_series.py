@@ -15,27 +15,11 @@ import argparse
 import time
 
 import torch
-from torch.distributions import Independent, Normal
 
-from sbi_allinone import Simformer
-from sbi_allinone.simformer import Variables
-
-SPEC = Variables(theta={"a": 1}, x={"y": "series"})
-
-
-def simulate(num: int, max_points: int = 6) -> tuple:
-    a = torch.randn(num, 1)
-    counts = torch.randint(1, max_points + 1, (num,))
-    times = (torch.rand(num, max_points) * 2).sort(1).values
-    padding = torch.arange(max_points) >= counts[:, None]
-    times[padding] = float("nan")
-    y = a * times + 0.1 * torch.randn(num, max_points)
-    return a, y, times
-
-
-def exact(times: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    precision = 1 + (times**2).sum() / 0.01
-    return float((times * y).sum() / 0.01 / precision), float(precision.rsqrt())
+from sbi_allinone.benchmarks.series_toy import (
+    linear_series_posterior,
+    train_linear_series,
+)
 
 
 def main() -> None:
@@ -49,19 +33,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for steps in map(int, args.steps.split(",")):
         torch.manual_seed(0)
-        a, y, times = simulate(2000)
-        prior = Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
-        inference = Simformer(
-            prior, variables=SPEC, show_progress_bars=False,
-            net_kwargs={"num_layers": 2},
-        )  # fmt: skip
-        inference.append_simulations(
-            {"a": a}, {"y": y}, metadata={"time": {"y": times}}
-        )
         start = time.perf_counter()
-        inference.train(
-            num_steps=steps, training_batch_size=256, stop_after_epochs=10**4
-        )
+        inference = train_linear_series(2000, steps)
         seconds = time.perf_counter() - start
         posterior = inference.build_posterior()
         cells = []
@@ -70,7 +43,7 @@ def main() -> None:
             samples = posterior.sample(
                 (2000,), x={"y": 1.5 * t}, metadata={"time": {"y": t}}
             )
-            mean, std = exact(t, 1.5 * t)
+            mean, std = linear_series_posterior(t, 1.5 * t)
             cells.append(
                 f"{samples.mean():.3f} / {samples.std():.3f} ({mean:.3f} / {std:.3f})"
             )

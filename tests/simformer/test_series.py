@@ -1,48 +1,27 @@
-"""A Simformer on series: values at per-simulation times, any number of them.
-
-Toy: a ~ N(0, 1), y(t) = a t + 0.1 eps observed at 1-6 random times in [0, 2]; the
-posterior of a given points (t_i, y_i) is Gaussian with precision
-1 + sum t_i^2 / 0.01.
-"""
+"""A Simformer on series: values at per-simulation times, any number of them
+(the task: ``sbi_allinone.benchmarks.series_toy``, with an exact posterior)."""
 
 import pytest
 import torch
 from torch.distributions import Independent, Normal
 
 from sbi_allinone import Simformer
+from sbi_allinone.benchmarks.series_toy import (
+    LINEAR_SERIES,
+    linear_series_posterior,
+    simulate_linear_series,
+    train_linear_series,
+)
 from sbi_allinone.simformer import Variables
 
 NAN = float("nan")
-SPEC = Variables(theta={"a": 1}, x={"y": "series"})
-
-
-def _simulate(num, max_points=6):
-    a = torch.randn(num, 1)
-    counts = torch.randint(1, max_points + 1, (num,))
-    times = (torch.rand(num, max_points) * 2).sort(1).values
-    padding = torch.arange(max_points) >= counts[:, None]
-    times[padding] = NAN
-    y = a * times + 0.1 * torch.randn(num, max_points)
-    return a, y, times
-
-
-def _exact(times, y):
-    precision = 1 + (times**2).sum() / 0.01
-    return float((times * y).sum() / 0.01 / precision), float(precision.rsqrt())
+SPEC = LINEAR_SERIES
 
 
 @pytest.fixture(scope="module")
 def trained():
     torch.manual_seed(0)
-    a, y, times = _simulate(2000)
-    prior = Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
-    inference = Simformer(
-        prior, variables=SPEC, show_progress_bars=False,
-        net_kwargs={"num_layers": 2},
-    )  # fmt: skip
-    inference.append_simulations({"a": a}, {"y": y}, metadata={"time": {"y": times}})
-    inference.train(num_steps=1000, training_batch_size=256)
-    return inference
+    return train_linear_series(2000, num_steps=1000)
 
 
 @pytest.mark.filterwarnings("ignore:Maximum number of epochs")
@@ -56,7 +35,7 @@ def test_posterior_from_any_number_of_points_at_any_times(trained):
         y = 1.5 * times
         samples = posterior.sample((1000,), x={"y": y}, metadata={"time": {"y": times}})
         assert samples.shape == (1000, 1)
-        mean, _ = _exact(times, y)
+        mean, _ = linear_series_posterior(times, y)
         # At this budget the posterior is too wide and, from one point, shrunk
         # towards the prior mean (docs/benchmarks/simformer_series.md): 500 steps
         # miss the one-point mean by 0.34, 1500 by 0.16.
@@ -86,13 +65,13 @@ def test_padding_and_predictive_at_new_times(trained):
     )
     assert set(predictive) == {"a", "y"}
     assert torch.equal(predictive["y"][:, :2], y.expand(1000, 2))
-    mean, _ = _exact(times, y)
+    mean, _ = linear_series_posterior(times, y)
     assert abs(float(predictive["y"][:, 2].mean()) - 1.8 * mean) < 0.4
 
 
 def test_clear_errors():
     prior = Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
-    a, y, times = _simulate(20)
+    a, y, times = simulate_linear_series(20)
     with pytest.raises(ValueError, match="variables=Variables"):
         Simformer(prior).append_simulations(a, y, metadata={"time": {"y": times}})
     with pytest.raises(ValueError, match="attention='dense'"):
