@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from sbi_allinone.benchmarks import Cell, RunSettings, get_method, run_cell
-from sbi_allinone.simformer import trainer as trainer_module
+from sbi_allinone.simformer import loop
 from sbi_allinone.simformer.posterior import DEFAULT_STEPS, SimformerPosterior
 
 
 @pytest.fixture
 def tiny_schedule(monkeypatch):
-    monkeypatch.setattr(trainer_module, "default_num_steps", lambda n: 4)
+    monkeypatch.setattr(loop, "default_num_steps", lambda n: 4)
     monkeypatch.setitem(DEFAULT_STEPS, "ode", 5)
 
 
