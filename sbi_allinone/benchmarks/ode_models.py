@@ -42,6 +42,7 @@ from torch.distributions import Distribution, Independent, LogNormal
 
 __all__ = [
     "lotka_volterra_log_likelihood",
+    "lotka_volterra_log_trajectory",
     "lotka_volterra_prior",
     "lotka_volterra_solution",
     "simulate_lotka_volterra",
@@ -221,11 +222,46 @@ def lotka_volterra_prior() -> Distribution:
     return Independent(LogNormal(loc, torch.full((4,), 0.5)), 1)
 
 
+def lotka_volterra_log_trajectory(theta: Tensor, refinement: int = 1) -> Tensor:
+    """Noise-free log prey and log predator numbers on a fine grid over [0, 20].
+
+    dx/dt = alpha x - beta x y, dy/dt = -gamma y + delta x y with x(0) = 30 and
+    y(0) = 1. The grid is t = 0, dt, 2 dt, ..., 20 with dt = 0.1 / `refinement`;
+    every refinement takes the same RK4 steps (0.005), so all agree exactly with
+    each other and with `lotka_volterra_solution` at their shared times.
+
+    Args:
+        theta: Parameters `(alpha, beta, gamma, delta)`, shape `(batch, 4)`.
+        refinement: Saved points per 0.1 time units; must divide 20.
+
+    Returns:
+        Log states `(batch, 2, 200 * refinement + 1)`, float64, prey then predator;
+        all-NaN rows where the trajectory (or its exp) is not finite.
+    """
+    if refinement < 1 or _LV_SUBSTEPS % refinement:
+        raise ValueError(f"`refinement` must divide {_LV_SUBSTEPS}, got {refinement}.")
+    theta = _check_theta(theta, 4)
+    alpha, beta, gamma, delta = theta.T
+    # d log x / dt = alpha - beta y and d log y / dt = -gamma + delta x.
+    c, a = torch.stack((alpha, -gamma)), torch.stack((-beta, delta))
+    z0 = _initial_state((30.0, 1.0), theta.shape[0])
+    log_states = _integrate_log_system(
+        c,
+        a,
+        z0,
+        (_LV_NUM_SAVES - 1) * refinement + 1,
+        _LV_SAVE_INTERVAL / refinement,
+        _LV_SUBSTEPS // refinement,
+    )
+    # exp() can overflow only far out in the prior's tail; those rows become NaN.
+    valid = torch.isfinite(torch.exp(log_states)).all(dim=0).all(dim=0)
+    return torch.where(valid[:, None, None], log_states.permute(2, 1, 0), torch.nan)
+
+
 def lotka_volterra_solution(theta: Tensor) -> Tensor:
     """Noise-free prey and predator numbers at t = 0, 2.1, ..., 18.9.
 
-    dx/dt = alpha x - beta x y, dy/dt = -gamma y + delta x y with x(0) = 30 and
-    y(0) = 1.
+    The ODE is given in `lotka_volterra_log_trajectory`.
 
     Args:
         theta: Parameters `(alpha, beta, gamma, delta)`, shape `(batch, 4)`.
@@ -234,19 +270,8 @@ def lotka_volterra_solution(theta: Tensor) -> Tensor:
         States `(batch, 20)`, float64, species-major: the 10 prey values, then the
         10 predator values; all-NaN rows where the trajectory is not finite.
     """
-    theta = _check_theta(theta, 4)
-    alpha, beta, gamma, delta = theta.T
-    # d log x / dt = alpha - beta y and d log y / dt = -gamma + delta x.
-    c, a = torch.stack((alpha, -gamma)), torch.stack((-beta, delta))
-    z0 = _initial_state((30.0, 1.0), theta.shape[0])
-    log_states = _integrate_log_system(
-        c, a, z0, _LV_NUM_SAVES, _LV_SAVE_INTERVAL, _LV_SUBSTEPS
-    )
-    # exp() can overflow only far out in the prior's tail; those rows become NaN.
-    states = torch.exp(log_states)
-    valid = torch.isfinite(states).all(dim=0).all(dim=0)
-    data = states[::_LV_STRIDE].permute(2, 1, 0).flatten(start_dim=1)
-    return torch.where(valid[:, None], data, torch.nan)
+    log_states = lotka_volterra_log_trajectory(theta)
+    return torch.exp(log_states[:, :, ::_LV_STRIDE]).flatten(start_dim=1)
 
 
 def _lv_log_mean(theta: Tensor) -> Tensor:
