@@ -29,7 +29,7 @@ mode (validation, sampling, densities); training steps use the live weights.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -158,12 +158,7 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         inputs = torch.where(condition_mask, values, c_in * values)
         inputs = torch.where(missing, 0.0, inputs)
         mask = self.attention_mask(condition_mask, missing, tokens)
-        if tokens is None:
-            out = self.network(inputs, c_noise, condition_mask, mask)
-        else:
-            out = self.network(
-                inputs, c_noise, condition_mask, mask, tokens.node_ids, tokens.metadata
-            )
+        out = self.network(inputs, c_noise, condition_mask, mask, tokens)
         return out, c_skip, c_out
 
     def denoise(
@@ -202,20 +197,19 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         values: Tensor,
         sigma: Tensor,
         condition_mask: Tensor,
-        missing: Tensor | None = None,
-        tokens: Tokens | None = None,
+        **denoise_kwargs: Any,
     ) -> Tensor:
         """Score :math:`(D - v)/\\sigma^2` of the noised joint (arguments as
         :meth:`denoise`); zero on conditioned and missing entries."""
-        denoised = self.denoise(values, sigma, condition_mask, missing, tokens)
+        denoised = self.denoise(values, sigma, condition_mask, **denoise_kwargs)
         return (denoised - values) / sigma**2
 
     def loss(
         self,
         values: Tensor,
         condition_mask: Tensor,
-        sigma: Tensor | None = None,
-        noise: Tensor | None = None,
+        *,
+        fixed: tuple[Tensor, Tensor] | None = None,
         tokens: Tokens | None = None,
     ) -> Tensor:
         """Preconditioned denoising loss per example.
@@ -223,10 +217,9 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         Args:
             values: ``(batch, n)`` clean values in original units; NaN = missing.
             condition_mask: ``(batch, n)``, ``True`` = conditioned.
-            sigma: ``(batch, 1)`` noise levels; default drawn from the noise levels.
-                Fixed levels and noise make validation losses comparable across
-                epochs.
-            noise: ``(batch, n)`` standard normal noise; default fresh draws.
+            fixed: ``(sigma, noise)``: ``(batch, 1)`` noise levels and ``(batch, n)``
+                standard normal noise; default fresh draws. Fixed draws make
+                validation losses comparable across epochs.
             tokens: Kind and metadata of each token (padding: NaN values);
                 default one token per variable.
 
@@ -236,11 +229,10 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         missing = torch.isnan(values)
         condition_mask = condition_mask & ~missing
         clean = torch.where(missing, 0.0, self.standardize(values, tokens))
-        if sigma is None:
+        if fixed is None:
             sigma = self.noise.sample((values.shape[0], 1), device=values.device)
-            sigma = sigma.to(values)
-        if noise is None:
-            noise = torch.randn_like(clean)
+            fixed = sigma.to(values), torch.randn_like(clean)
+        sigma, noise = fixed
         noisy = torch.where(condition_mask, clean, clean + sigma * noise)
         out, c_skip, c_out = self._output(noisy, sigma, condition_mask, missing, tokens)
         target = (clean - c_skip * noisy) / c_out

@@ -164,5 +164,6 @@ class StepsTrainingLoop:
             uniforms, normals = fixed_draws(values, 2 + n, n, draw)
             sigma = self._noise.from_uniform(uniforms[:, :1]).to(values)
             masks = condition_masks(uniforms[:, 1:], self._num_parameters)
-            losses += estimator.loss(values, masks, sigma, normals.to(values), tokens)
+            fixed = sigma, normals.to(values)
+            losses += estimator.loss(values, masks, fixed=fixed, tokens=tokens)
         return losses / self._validation_draws

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from sbi_allinone.diffusion.embedding import FourierEmbedding
+from sbi_allinone.simformer.tokens import Tokens
 
 __all__ = ["MetadataEmbedding", "SimformerNet"]
 
@@ -191,53 +192,47 @@ class SimformerNet(nn.Module):
         values: Tensor,
         c_noise: Tensor,
         condition_mask: Tensor,
-        attention_mask: Tensor | None = None,
-        node_ids: Tensor | None = None,
-        metadata: Tensor | None = None,
+        attention_mask: Tensor | None,
+        tokens: Tokens | None = None,
     ) -> Tensor:
         """Network output for every token.
 
         Args:
             values: Scaled noisy latents and clean conditioned values,
-                ``(batch, n)``; ``n = num_nodes`` unless ``node_ids`` are given.
+                ``(batch, n)``; ``n = num_nodes`` unless ``tokens`` are given.
             c_noise: Noise-level input ``(batch, 1)``.
             condition_mask: ``(batch, n)`` booleans, ``True`` = conditioned.
             attention_mask: ``(n, n)`` or ``(batch, n, n)`` booleans, or ``None``
                 (dense).
-            node_ids: Identifier (variable kind) of each token, ``(n,)`` or
-                ``(batch, n)`` integers in ``[0, num_nodes)``; default
-                ``arange(num_nodes)``.
-            metadata: ``(batch, n, num_channels)`` per-token metadata (NaN = none),
-                for a network built with ``metadata_statistics``.
+            tokens: The identifier (variable kind, in ``[0, num_nodes)``) and the
+                metadata of each token (metadata only for a network built with
+                ``metadata_statistics``); default one token per variable.
 
         Returns:
             ``(batch, n)`` outputs ``F``.
         """
-        tokens = self._tokens(values, condition_mask, node_ids, metadata)
+        hidden = self._embed(values, condition_mask, tokens)
         time = self.time(c_noise)
         for block in self.blocks:
-            tokens = block(tokens, time, attention_mask)
-        return self.head(self.norm(tokens)).squeeze(-1)
+            hidden = block(hidden, time, attention_mask)
+        return self.head(self.norm(hidden)).squeeze(-1)
 
-    def _tokens(
-        self,
-        values: Tensor,
-        condition_mask: Tensor,
-        node_ids: Tensor | None,
-        metadata: Tensor | None,
+    def _embed(
+        self, values: Tensor, condition_mask: Tensor, tokens: Tokens | None
     ) -> Tensor:
         """The input tokens ``(batch, n, width)``."""
         batch, n = values.shape
-        if node_ids is None:
+        metadata = None if tokens is None else tokens.metadata
+        if tokens is None:
             if n != self.num_nodes:
                 raise ValueError(
                     f"`values` has {n} tokens, the network {self.num_nodes}: pass "
-                    "`node_ids` to give each token its variable."
+                    "`tokens` to give each token its variable."
                 )
             identifier = self.identifier.expand(batch, -1, -1)
         else:
-            identifier = self.identifier[node_ids].expand(batch, n, -1)
-        tokens = torch.cat(
+            identifier = self.identifier[tokens.node_ids].expand(batch, n, -1)
+        embedded = torch.cat(
             [
                 identifier,
                 self.value(values.unsqueeze(-1)),
@@ -250,4 +245,4 @@ class SimformerNet(nn.Module):
                 "`metadata` must be given exactly when the network embeds metadata "
                 f"(it {'does' if self.metadata is not None else 'does not'})."
             )
-        return tokens if metadata is None else tokens + self.metadata(metadata)
+        return embedded if metadata is None else embedded + self.metadata(metadata)

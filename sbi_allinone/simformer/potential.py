@@ -131,5 +131,5 @@ class ConditionalPotential(BasePotential):
         condition = self.condition_mask.expand_as(values)
         sigma = values.new_full((len(values), 1), self.estimator.noise.sigma_min)
         with torch.no_grad():
-            score = self.estimator.score(values, sigma, condition, missing)
+            score = self.estimator.score(values, sigma, condition, missing=missing)
         return (score / self.estimator.std)[:, ~self.condition_mask]

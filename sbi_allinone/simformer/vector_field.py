@@ -157,7 +157,7 @@ class SimformerVectorField(ConditionalVectorFieldEstimator):
         values = torch.where(missing, 0.0, estimator.standardize(values))
         t = torch.as_tensor(t, device=input.device)
         sigma = self.sigma(t.expand(batch)).reshape(rows, 1).to(input)
-        score = estimator.score(values, sigma, mask.expand(rows, -1), missing)
+        score = estimator.score(values, sigma, mask.expand(rows, -1), missing=missing)
         return (score[:, latent] / self.scale).reshape(*batch, -1)
 
     def forward(self, input: Tensor, condition: Tensor, time: Tensor) -> Tensor:

@@ -143,22 +143,24 @@ def test_loss_ignores_conditioned_and_missing_entries():
     condition = torch.tensor([[False, False, True]] * 6)
     sigma = torch.full((6, 1), 0.3, dtype=torch.float64)
     noise = torch.randn(6, 3, dtype=torch.float64)
-    loss = estimator.loss(values, condition, sigma, noise)
+    loss = estimator.loss(values, condition, fixed=(sigma, noise))
     assert loss.shape == (6,) and torch.isfinite(loss).all()
 
     # Whatever the network says on conditioned or missing entries: same loss.
     original = estimator.net.forward
 
-    def shifted(v, c_noise, c, mask=None):
-        out = original(v, c_noise, c, mask)
+    def shifted(v, c_noise, c, mask, tokens=None):
+        out = original(v, c_noise, c, mask, tokens)
         return out + 100.0 * (c | torch.isnan(values)).to(out)
 
     estimator.net.forward = shifted
-    assert torch.allclose(estimator.loss(values, condition, sigma, noise), loss)
+    assert torch.allclose(estimator.loss(values, condition, fixed=(sigma, noise)), loss)
 
     # ... but it does change with what the network says on latent entries.
     estimator.net.forward = lambda v, s, c, mask=None: original(v, s, c, mask) + 1.0
-    assert not torch.allclose(estimator.loss(values, condition, sigma, noise), loss)
+    assert not torch.allclose(
+        estimator.loss(values, condition, fixed=(sigma, noise)), loss
+    )
 
 
 def test_missing_entries_do_not_reach_other_tokens():
@@ -167,7 +169,7 @@ def test_missing_entries_do_not_reach_other_tokens():
     condition = torch.zeros(2, 3, dtype=torch.bool)
     missing = torch.tensor([[False, False, True]] * 2)
     sigma = torch.full((2, 1), 0.5, dtype=torch.float64)
-    score = estimator.score(values, sigma, condition, missing)
+    score = estimator.score(values, sigma, condition, missing=missing)
     (grad,) = torch.autograd.grad(score[:, :2].sum(), values)
     assert grad[:, 2].abs().max() == 0 and grad[:, :2].abs().max() > 0
 

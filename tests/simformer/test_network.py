@@ -13,7 +13,7 @@ def test_shapes_and_gradients_reach_every_parameter():
     net = SimformerNet(5, num_layers=2)
     values, t, condition = _inputs()
     condition[:, 0] = True
-    out = net(values, t, condition)
+    out = net(values, t, condition, None)
     assert out.shape == (4, 5)
     out.square().sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
@@ -30,7 +30,7 @@ def test_attention_mask_blocks_information_flow():
     out = net(values, t, condition, mask.expand(4, 5, 5))
     (grad,) = torch.autograd.grad(out[:, :2].sum(), values)
     assert grad[:, 2:].abs().max() == 0 and grad[:, :2].abs().max() > 0
-    dense = net(values, t, condition)
+    dense = net(values, t, condition, None)
     (grad,) = torch.autograd.grad(dense[:, :2].sum(), values)
     assert grad[:, 2:].abs().max() > 0
 
@@ -41,7 +41,9 @@ def test_per_sample_masks_and_condition_flags():
     masks = torch.ones(2, 3, 3, dtype=torch.bool)
     masks[1] = torch.eye(3, dtype=torch.bool)
     out = net(values, t, condition, masks)
-    assert torch.allclose(out[0], net(values[:1], t[:1], condition[:1])[0], atol=1e-6)
+    assert torch.allclose(
+        out[0], net(values[:1], t[:1], condition[:1], None)[0], atol=1e-6
+    )
     flagged = net(values, t, ~condition, masks)
     assert not torch.allclose(out, flagged)
 

@@ -36,8 +36,8 @@ def test_default_tokens_are_one_identifier_per_position():
     net = SimformerNet(4, num_layers=1)
     values, c_noise = torch.randn(3, 4), torch.randn(3, 1)
     condition = torch.tensor([True, False, True, False]).expand(3, 4)
-    default = net(values, c_noise, condition)
-    explicit = net(values, c_noise, condition, node_ids=torch.arange(4))
+    default = net(values, c_noise, condition, None)
+    explicit = net(values, c_noise, condition, None, Tokens(torch.arange(4)))
     assert torch.equal(default, explicit)
 
 
@@ -62,17 +62,15 @@ def test_tokens_of_one_kind_differ_only_by_metadata():
     values = torch.randn(2, 4, dtype=torch.float64)
     condition = torch.zeros(2, 4, dtype=torch.bool)
     c_noise = torch.zeros(2, 1, dtype=torch.float64)
-    out = net(values, c_noise, condition, None, tokens.node_ids, tokens.metadata)
+    out = net(values, c_noise, condition, None, tokens)
     order = torch.tensor([0, 2, 1, 3])
-    swapped = net(
-        values[:, order], c_noise, condition, None, tokens.node_ids[order],
-        tokens.metadata[:, order],
-    )  # fmt: skip
+    swapped_tokens = Tokens(tokens.node_ids[order], tokens.metadata[:, order])
+    swapped = net(values[:, order], c_noise, condition, None, swapped_tokens)
     assert torch.allclose(swapped, out[:, order], atol=1e-12)
     # The same value at another time is another token.
     moved = tokens.metadata.clone()
     moved[0, 1, 0] = 8.0
-    other = net(values, c_noise, condition, None, tokens.node_ids, moved)
+    other = net(values, c_noise, condition, None, Tokens(tokens.node_ids, moved))
     assert not torch.allclose(other[:, 1], out[:, 1])
 
 
@@ -119,8 +117,12 @@ def test_padding_is_never_a_target():
     sigma = torch.full((5, 1), 0.3, dtype=torch.float64)
     noise = torch.randn(5, 3, dtype=torch.float64)
     long_noise = torch.cat([noise[:, :2], torch.randn(5, 1).double(), noise[:, 2:]], 1)
-    short = estimator.loss(values, torch.zeros(5, 3).bool(), sigma, noise, short_tokens)
-    full = estimator.loss(long, torch.zeros(5, 4).bool(), sigma, long_noise, padded)
+    short = estimator.loss(
+        values, torch.zeros(5, 3).bool(), fixed=(sigma, noise), tokens=short_tokens
+    )
+    full = estimator.loss(
+        long, torch.zeros(5, 4).bool(), fixed=(sigma, long_noise), tokens=padded
+    )
     assert torch.allclose(short, full, atol=1e-12)
 
 
@@ -143,11 +145,10 @@ def test_clear_errors():
             c_noise,
             condition,
             None,
-            torch.tensor([0, 1, 1, 2]),
-            torch.zeros(1, 4, 1),
+            Tokens(torch.tensor([0, 1, 1, 2]), torch.zeros(1, 4, 1)),
         )
-    with pytest.raises(ValueError, match="pass `node_ids`"):
-        net(values, c_noise, condition)
+    with pytest.raises(ValueError, match="pass `tokens`"):
+        net(values, c_noise, condition, None)
     with pytest.raises(ValueError, match="channel"):
         MetadataEmbedding(torch.zeros(2), torch.ones(2), 8)(torch.zeros(1, 3, 1))
     with pytest.raises(ValueError, match="integers"):
