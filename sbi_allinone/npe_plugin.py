@@ -1,9 +1,10 @@
 """Shared plumbing of the estimators that plug into sbi's NPE (INN, inflationary flows):
-z-scoring from the training data and an NPE trainer with a fixed builder."""
+z-scoring from the training data, an NPE trainer with a fixed builder, and the
+sorting of the keywords a trainer or builder passes on."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -14,7 +15,24 @@ from torch.distributions import Distribution
 
 from sbi_allinone.sbi_internals import has_proposal_rounds
 
-__all__ = ["BuilderNPE", "check_theta", "z_score"]
+__all__ = [
+    "NPE_KEYWORDS",
+    "BuilderNPE",
+    "check_keywords",
+    "check_theta",
+    "split_keywords",
+    "z_score",
+]
+
+#: The keywords of sbi's ``NPE`` that :class:`BuilderNPE` passes on, besides the
+#: prior and the density estimator.
+NPE_KEYWORDS: tuple[str, ...] = (
+    "device",
+    "logging_level",
+    "summary_writer",
+    "tracker",
+    "show_progress_bars",
+)
 
 
 def z_score(batch: Tensor, flag: str | None, name: str) -> tuple[Tensor, Tensor]:
@@ -53,31 +71,61 @@ class BuilderNPE(NPE):
     Args:
         prior: Prior over the parameters.
         builder: ``build(theta, x) -> estimator``.
-        device, logging_level, summary_writer, tracker, show_progress_bars: As in
-            sbi's ``NPE``.
+        **npe_kwargs: The keywords :data:`NPE_KEYWORDS` (``device``,
+            ``logging_level``, ``summary_writer``, ``tracker``,
+            ``show_progress_bars``), with their defaults and meaning as in sbi's
+            ``NPE``.
     """
 
     def __init__(
         self,
         prior: Distribution | None,
         builder: Callable[[Tensor, Tensor], Any],
-        device: str = "cpu",
-        logging_level: int | str = "WARNING",
-        summary_writer: Any = None,
-        tracker: Any = None,
-        show_progress_bars: bool = True,
+        **npe_kwargs: Any,
     ) -> None:
-        super().__init__(
-            prior=prior,
-            density_estimator=builder,
-            device=device,
-            logging_level=logging_level,
-            summary_writer=summary_writer,
-            tracker=tracker,
-            show_progress_bars=show_progress_bars,
-        )
+        super().__init__(prior=prior, density_estimator=builder, **npe_kwargs)
 
     def _refuse_proposals(self, message: str) -> None:
         """Raise if any simulations came from a proposal other than the prior."""
         if has_proposal_rounds(self):
             raise ValueError(message)
+
+
+def split_keywords(
+    kwargs: Mapping[str, Any], names: Iterable[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split keyword arguments into those named in ``names`` and the others.
+
+    Args:
+        kwargs: Keyword arguments, e.g. a trainer's ``**kwargs``.
+        names: The keywords to take out, e.g. :data:`NPE_KEYWORDS`.
+
+    Returns:
+        The keywords in ``names`` and the others, each in the order given.
+
+    Example:
+        >>> split_keywords({"device": "cpu", "seed": 1}, NPE_KEYWORDS)
+        ({'device': 'cpu'}, {'seed': 1})
+    """
+    names = set(names)
+    chosen = {key: value for key, value in kwargs.items() if key in names}
+    return chosen, {key: value for key, value in kwargs.items() if key not in names}
+
+
+def check_keywords(
+    function: str, kwargs: Iterable[str], accepted: Iterable[str]
+) -> None:
+    """Raise Python's own error for a keyword that ``function`` does not take.
+
+    Args:
+        function: The name the error gives the function, e.g. ``"inn_nn"``.
+        kwargs: The keywords given.
+        accepted: The keywords the function takes through its ``**kwargs``.
+
+    Raises:
+        TypeError: Naming the first keyword not in ``accepted``.
+    """
+    accepted = set(accepted)
+    for name in kwargs:
+        if name not in accepted:
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}")

@@ -17,18 +17,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from sbi_allinone.benchmarks.methods import available_methods, get_method
 
+if TYPE_CHECKING:
+    from sbibm.tasks.task import Task as SbibmTask
+
+    from sbi_allinone.benchmarks.tasks import Task
+
 __all__ = ["run", "sbibm_algorithm"]
 
 
 def run(
-    task: Any,
+    task: SbibmTask | Task,
     num_samples: int,
     num_simulations: int,
     num_observation: int | None = None,
@@ -40,8 +45,9 @@ def run(
     """Train ``method`` on ``num_simulations`` simulations and sample one posterior.
 
     Args:
-        task: An sbibm task (or ours): ``get_prior_dist``, ``get_prior``,
-            ``get_simulator``, ``get_observation``, ``get_true_parameters``.
+        task: An sbibm task (or ours, :class:`~.tasks.Task`): ``get_prior_dist``,
+            ``get_prior``, ``get_simulator``, ``get_observation``,
+            ``get_true_parameters``.
         num_samples: Number of posterior samples to return.
         num_simulations: Simulation budget.
         num_observation: sbibm observation number; exclusive with ``observation``.

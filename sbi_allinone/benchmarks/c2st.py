@@ -289,7 +289,8 @@ def _fit(
     """
     dim = data.shape[1] - 1
     width = settings.width_per_dim * dim
-    members = _new_members(splits, data, labels, width, generators)
+    params = _initial_params(splits, generators, dim, width, data.device)
+    members = _new_members(params, splits, data, labels)
     count, train_size = len(members.index), members.train_size
     batches = math.ceil(
         int(train_size.max()) / min(settings.batch_size, int(train_size.min()))
@@ -327,20 +328,26 @@ def _fit(
     return _Classifiers(best, dim, width), best
 
 
-def _new_members(
+def _initial_params(
     splits: list[list[_Split]],
-    data: Tensor,
-    labels: Tensor,
-    width: int,
     generators: list[torch.Generator],
-) -> _Members:
-    """One freshly initialized member per split, pair by pair (each pair's from its
-    own generator), with zero Adam moments and its training and validation rows."""
-    dim = data.shape[1] - 1
-    params = torch.cat([
-        _Classifiers.initial(len(folds), dim, width, generator, data.device)
+    dim: int,
+    width: int,
+    device: str | torch.device,
+) -> Tensor:
+    """Freshly initialized parameters ``(G, P)`` of one member per split, pair by
+    pair, each pair's from its own generator."""
+    return torch.cat([
+        _Classifiers.initial(len(folds), dim, width, generator, device)
         for folds, generator in zip(splits, generators, strict=True)
     ])  # fmt: skip
+
+
+def _new_members(
+    params: Tensor, splits: list[list[_Split]], data: Tensor, labels: Tensor
+) -> _Members:
+    """The members of ``params`` ``(G, P)``, one per split, pair by pair: zero Adam
+    moments and their training and validation rows."""
     pair = torch.cat([torch.full((len(f),), i) for i, f in enumerate(splits)])
     splits = [split for folds in splits for split in folds]
     train, train_size = _padded([s.train for s in splits], data.device)

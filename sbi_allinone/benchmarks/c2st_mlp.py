@@ -12,13 +12,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
     from sbi_allinone.benchmarks.c2st import MLPSettings
+
+
+class _Batch(NamedTuple):
+    """One training batch of every classifier, and how it is weighted.
+
+    Args:
+        inputs: ``(G, B, dim+1)``, the last column ones.
+        labels: ``(G, B, 1)``, 0 or 1.
+        row_weight: ``(G, B, 1)`` or a number: 1/batch size, 0 for padding.
+        penalty: L2 coefficients ``(P,)`` or ``(G, P)``, from
+            :meth:`_Classifiers.penalty`.
+    """
+
+    inputs: Tensor
+    labels: Tensor
+    row_weight: Tensor | float
+    penalty: Tensor
 
 
 class _Classifiers:
@@ -105,17 +122,12 @@ class _Classifiers:
         """
         return self.decay * l2
 
-    def loss(
-        self,
-        inputs: Tensor,
-        labels: Tensor,
-        row_weight: Tensor | float,
-        penalty: Tensor,
-    ) -> Tensor:
+    def loss(self, batch: _Batch) -> Tensor:
         """A batch's mean loss times its size, per classifier ``(G,)``: the sum of
-        the cross-entropies plus ``½ Σ_j penalty_j·θ_j²`` times the batch size
-        (arguments as :meth:`gradients`). Costs a forward pass of its own; only
-        training without early stopping needs it."""
+        the cross-entropies plus ``½ Σ_j penalty_j·θ_j²`` times the batch size.
+        Costs a forward pass of its own; only training without early stopping
+        needs it."""
+        inputs, labels, row_weight, penalty = batch
         logits = self.forward(inputs)[-1]
         errors = torch.nn.functional.binary_cross_entropy_with_logits(
             logits, labels, reduction="none"
@@ -128,25 +140,10 @@ class _Classifiers:
         squares = (penalty * self.params.square()).sum(-1)
         return errors.sum((1, 2)) + 0.5 * squares * size
 
-    def gradients(
-        self,
-        inputs: Tensor,
-        labels: Tensor,
-        row_weight: Tensor | float,
-        penalty: Tensor,
-    ) -> Tensor:
+    def gradients(self, batch: _Batch) -> Tensor:
         """Gradient of ``Σ_i row_weight_i·BCE_i + ½ Σ_j penalty_j·θ_j²`` per
-        classifier.
-
-        Args:
-            inputs: ``(G, B, dim+1)``, the last column ones.
-            labels: ``(G, B, 1)``, 0 or 1.
-            row_weight: ``(G, B, 1)`` or a number: 1/batch size, 0 for padding.
-            penalty: ``(P,)`` or ``(G, P)``, from :meth:`penalty`.
-
-        Returns:
-            ``(G, P)``, laid out as the parameters.
-        """
+        classifier, ``(G, P)``, laid out as the parameters."""
+        inputs, labels, row_weight, penalty = batch
         _, second, third = self.layers
         h1, h2, logits = self.forward(inputs)
         d3 = torch.sigmoid(logits).sub_(labels).mul_(row_weight)
@@ -229,12 +226,10 @@ def _epoch(
             penalty = net.penalty(settings.l2_penalty / counts)
             # A member with no rows left sits this step out.
             active = None if bool(valid[:, 0].all()) else valid[:, 0]
+        batch = _Batch(inputs[:, rows], targets[:, rows], row_weight, penalty)
         if total is not None:
-            total += net.loss(inputs[:, rows], targets[:, rows], row_weight, penalty)
-        gradients = net.gradients(
-            inputs[:, rows], targets[:, rows], row_weight, penalty
-        )
-        _adam_step(members, gradients, step_sizes, active)
+            total += net.loss(batch)
+        _adam_step(members, net.gradients(batch), step_sizes, active)
     return None if total is None else total / members.train_size
 
 

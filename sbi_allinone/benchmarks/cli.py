@@ -28,9 +28,11 @@ _SETTINGS = RunSettings()
 _RESULTS = "results"
 
 
-def _default(function: Callable, name: str) -> Any:
-    """The default of ``function``'s keyword argument ``name``."""
-    return inspect.signature(function).parameters[name].default
+def _defaults(function: Callable, *names: str) -> dict[str, Any]:
+    """The defaults of ``function``'s keyword arguments ``names``, by name: a
+    sub-command's ``set_defaults`` for the options named after them."""
+    parameters = inspect.signature(function).parameters
+    return {name: parameters[name].default for name in names}
 
 
 def parse_numbers(text: str) -> list[int]:
@@ -151,12 +153,10 @@ def _add_execution_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--jobs",
         type=int,
-        default=_default(run_benchmark, "jobs"),
         help="worker processes on this machine (Dask workers with --scheduler local)",
     )
     bench.add_argument(
         "--scheduler",
-        default=_default(run_benchmark, "scheduler"),
         help="run cells on Dask: 'local' (a cluster of --jobs processes here) or a "
         "scheduler address (tcp://host:8786); needs pip install 'sbi-allinone[dask]'",
     )
@@ -166,6 +166,7 @@ def _add_execution_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--report", action="store_true", help="print the report at the end"
     )
+    bench.set_defaults(**_defaults(run_benchmark, "jobs", "scheduler"))
 
 
 def _add_report(commands: argparse._SubParsersAction) -> None:
@@ -174,24 +175,16 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     report.add_argument("out", nargs="?", default=_RESULTS)
     report.add_argument(
         "--baseline",
-        default=_default(write_report, "baseline"),
         help="method the C2ST differences and time ratios refer to; default: "
         "npe_sbibm if the results hold it, else npe ('' for none)",
     )
     report.add_argument(
         "--observations",
         type=parse_numbers,
-        default=_default(write_report, "observations"),
         help="only these observations, e.g. 1-5 (default: all)",
     )
-    report.add_argument(
-        "--target", choices=TARGETS, default=_default(write_report, "target")
-    )
-    report.add_argument(
-        "--classifier",
-        default=_default(write_report, "classifier"),
-        help="only rows scored by this classifier",
-    )
+    report.add_argument("--target", choices=TARGETS)
+    report.add_argument("--classifier", help="only rows scored by this classifier")
     report.add_argument(
         "--published",
         nargs="?",
@@ -199,6 +192,9 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="draw sbibm's published C2ST curves on the plots (all algorithms, or "
         "e.g. NPE,NLE), and compare npe_sbibm with sbibm's published NPE",
+    )
+    report.set_defaults(
+        **_defaults(write_report, "baseline", "observations", "target", "classifier")
     )
 
 

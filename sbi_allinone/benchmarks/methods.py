@@ -33,10 +33,12 @@ from torch.distributions import Distribution
 from sbi_allinone.benchmarks.graphs import task_graph
 from sbi_allinone.inflationary.trainer import InflationaryFlow
 from sbi_allinone.inn.trainer import INN
+from sbi_allinone.npe_plugin import split_keywords
 from sbi_allinone.simformer.trainer import Simformer
 from sbi_allinone.tracking import NullTracker
 
 __all__ = [
+    "IFLOW_TRAINING_OPTIONS",
     "Method",
     "TrainedPosterior",
     "available_methods",
@@ -284,29 +286,31 @@ def train_inn(
     return _train_default(INN, theta, x, prior, show_progress_bars, mode=mode)
 
 
+#: The options of ``iflow[...]`` that go to ``InflationaryFlow.train``; the others
+#: go to :func:`~sbi_allinone.inflationary.trainer.inflationary_flow_nn`.
+IFLOW_TRAINING_OPTIONS: tuple[str, ...] = (
+    "training_batch_size",
+    "learning_rate",
+    "stop_after_epochs",
+    "max_num_epochs",
+)
+
+
 def train_inflationary_flow(
     theta: Tensor,
     x: Tensor,
     prior: Distribution,
     show_progress_bars: bool = False,
-    training_batch_size: int | None = None,
-    learning_rate: float | None = None,
-    stop_after_epochs: int | None = None,
-    max_num_epochs: int | None = None,
-    **flow_kwargs: Any,
+    **options: Any,
 ) -> TrainedPosterior:
     """The inflationary flow at its defaults (PR-preserving, Heun, 64 steps) unless
-    options say otherwise: the training options go to ``InflationaryFlow.train``
+    options say otherwise: the training options, :data:`IFLOW_TRAINING_OPTIONS`, go
+    to ``InflationaryFlow.train``
     (``iflow[stop_after_epochs=6000,max_num_epochs=5000]``; ``None`` keeps the
     trainer's default), the others to
     :func:`~sbi_allinone.inflationary.trainer.inflationary_flow_nn`
     (``iflow[steps=256]``, ``iflow[ema_decay=None]``)."""
-    training = {
-        "training_batch_size": training_batch_size,
-        "learning_rate": learning_rate,
-        "stop_after_epochs": stop_after_epochs,
-        "max_num_epochs": max_num_epochs,
-    }
+    training, flow_kwargs = split_keywords(options, IFLOW_TRAINING_OPTIONS)
     inference = InflationaryFlow(
         prior,
         tracker=NullTracker(),
@@ -368,16 +372,16 @@ register_method(
     partial(train_inn, mode="hybrid"),
     "INN, maximum likelihood plus MMD terms",
 )
-register_method(
-    "simformer_undirected",
-    # partial of a module-level function: still pickles for worker processes.
-    partial(train_simformer, attention="undirected"),
-    "Simformer, moralized task graph as attention mask",
-    needs_task=True,
-)
-register_method(
-    "simformer_directed",
-    partial(train_simformer, attention="directed"),
-    "Simformer, directed attention (faithful inversion of the task graph)",
-    needs_task=True,
-)
+# The Simformer's graph variants: attention masks from the task's dependency graph.
+_GRAPH_ATTENTION = {
+    "undirected": "Simformer, moralized task graph as attention mask",
+    "directed": "Simformer, directed attention (faithful inversion of the task graph)",
+}
+for _attention, _description in _GRAPH_ATTENTION.items():
+    register_method(
+        f"simformer_{_attention}",
+        # partial of a module-level function: still pickles for worker processes.
+        partial(train_simformer, attention=_attention),
+        _description,
+        needs_task=True,
+    )

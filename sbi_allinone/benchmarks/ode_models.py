@@ -296,14 +296,8 @@ def simulate_lotka_volterra(theta: Tensor) -> Tensor:
 def lotka_volterra_log_likelihood(theta: Tensor, x: Tensor) -> Tensor:
     """Exact log-likelihood log p(x | theta) of the Lotka-Volterra data.
 
-    Args:
-        theta: Parameters, `(batch, 4)`.
-        x: Data, `(batch, 20)`. Either `theta` or `x` may have a single row, which
-            is then shared by all rows of the other.
-
-    Returns:
-        Log-likelihoods `(batch,)`, float64; `-inf` for theta whose trajectory is not
-        finite and for x outside the support (x <= 0).
+    Args and Returns: as `sir_log_likelihood`, with parameters `(batch, 4)` and data
+    `(batch, 20)`, whose support is x > 0.
     """
     log_mean = _lv_log_mean(theta)
     x = _check_x(x, 20, log_mean.shape[0])

@@ -33,7 +33,6 @@ Correction = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 MAX_CHURN = math.sqrt(2) - 1
 
 
-@torch.no_grad()
 def _check_sampler_arguments(recurrence: int, churn: float) -> None:
     if recurrence < 1:
         raise ValueError(f"`recurrence` must be at least 1, got {recurrence}.")
@@ -41,6 +40,7 @@ def _check_sampler_arguments(recurrence: int, churn: float) -> None:
         raise ValueError(f"`churn` must be in [0, sqrt(2) - 1], got {churn}.")
 
 
+@torch.no_grad()
 def sample_stochastic(
     denoise: Denoiser,
     x: Tensor,

@@ -19,10 +19,12 @@ by about ``exp(-rho * gap * T / 2)``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields, replace
 
 import torch
 from torch import Tensor, nn
+
+from sbi_allinone.npe_plugin import check_keywords
 
 __all__ = ["InflationarySchedule"]
 
@@ -48,6 +50,10 @@ class ScheduleDefaults:
 
 
 SCHEDULE_DEFAULTS = ScheduleDefaults()
+#: The keywords of the noise parameters of :class:`InflationarySchedule`.
+NOISE_KEYWORDS: tuple[str, ...] = tuple(
+    field.name for field in fields(ScheduleDefaults)
+)
 
 
 class InflationarySchedule(nn.Module):
@@ -57,27 +63,21 @@ class InflationarySchedule(nn.Module):
         eigenvalues: ``lambda_i`` ``(D,)``, descending (PCA of the standardized
             parameters).
         g: Inflation exponents ``g_i`` ``(D,)``.
-        gamma0: Noise variance at ``t = 0``.
-        rho: Inflation rate.
-        t_max: Final time ``T``.
-        t_min: First time of the flow (the data end).
+        **noise: The noise parameters, fields of :class:`ScheduleDefaults` and
+            defaulting to ``SCHEDULE_DEFAULTS``: ``gamma0`` (noise variance at
+            ``t = 0``), ``rho`` (inflation rate), ``t_max`` (final time ``T``) and
+            ``t_min`` (first time of the flow, the data end).
     """
 
-    def __init__(
-        self,
-        eigenvalues: Tensor,
-        g: Tensor,
-        gamma0: float = SCHEDULE_DEFAULTS.gamma0,
-        rho: float = SCHEDULE_DEFAULTS.rho,
-        t_max: float = SCHEDULE_DEFAULTS.t_max,
-        t_min: float = SCHEDULE_DEFAULTS.t_min,
-    ) -> None:
+    def __init__(self, eigenvalues: Tensor, g: Tensor, **noise: float) -> None:
         super().__init__()
         if eigenvalues.ndim != 1 or g.shape != eigenvalues.shape:
             raise ValueError(
                 "`eigenvalues` and `g` must both be (D,), got "
                 f"{tuple(eigenvalues.shape)} and {tuple(g.shape)}."
             )
+        check_keywords("InflationarySchedule", noise, NOISE_KEYWORDS)
+        gamma0, rho, t_max, t_min = astuple(replace(SCHEDULE_DEFAULTS, **noise))
         if not 0 <= t_min < t_max:
             raise ValueError(f"Need 0 <= t_min < t_max, got {t_min} and {t_max}.")
         if gamma0 <= 0 or rho <= 0:

@@ -23,13 +23,20 @@ from sbi_allinone.inflationary.estimator import (
     DEFAULT_VALIDATION_DRAWS,
     InflationaryFlowEstimator,
 )
-from sbi_allinone.inflationary.schedule import SCHEDULE_DEFAULTS, InflationarySchedule
-from sbi_allinone.npe_plugin import BuilderNPE
+from sbi_allinone.inflationary.schedule import InflationarySchedule
+from sbi_allinone.npe_plugin import (
+    NPE_KEYWORDS,
+    BuilderNPE,
+    check_keywords,
+    split_keywords,
+)
 from sbi_allinone.sbi_internals import num_stored_simulations
 from sbi_allinone.standardized import fit_standardization
 
 __all__ = [
+    "NETWORK_KEYWORDS",
     "PATIENCE_STEPS",
+    "SCHEDULE_KEYWORDS",
     "InflationaryFlow",
     "directions_explaining",
     "inflationary_flow_nn",
@@ -76,15 +83,18 @@ def directions_explaining(eigenvalues: Tensor, fraction: float) -> int:
     return kept
 
 
+#: The keywords of :func:`inflationary_flow_nn` that go to the noise schedule,
+#: :class:`InflationarySchedule` (defaults: ``SCHEDULE_DEFAULTS``), and to the
+#: denoiser network, :class:`DenoiserResNet` (defaults: ``DENOISER_DEFAULTS``).
+SCHEDULE_KEYWORDS: tuple[str, ...] = ("gamma0", "rho", "t_max")
+NETWORK_KEYWORDS: tuple[str, ...] = ("hidden_features", "num_layers")
+
+
 def inflationary_flow_nn(
     schedule: Literal["prp", "prr"] = "prp",
     latent_dim: int | float | None = None,
     gap: float = 1.02,
-    gamma0: float = SCHEDULE_DEFAULTS.gamma0,
-    rho: float = SCHEDULE_DEFAULTS.rho,
-    t_max: float = SCHEDULE_DEFAULTS.t_max,
-    hidden_features: int = DENOISER_DEFAULTS.hidden_features,
-    num_layers: int = DENOISER_DEFAULTS.num_layers,
+    *,
     embedding_net: nn.Module | None = None,
     z_score_x: str | None = "independent",
     steps: int | None = None,
@@ -93,6 +103,7 @@ def inflationary_flow_nn(
     ema_decay: float | None = DENOISER_DEFAULTS.ema_decay,
     validation_draws: int = DEFAULT_VALIDATION_DRAWS,
     seed: int | None = None,
+    **components: float,
 ) -> Callable[[Tensor, Tensor], InflationaryFlowEstimator]:
     """Builder of an inflationary-flow posterior estimator for
     ``NPE(density_estimator=...)``.
@@ -105,11 +116,6 @@ def inflationary_flow_nn(
             keep, see :func:`directions_explaining` (if that is every direction,
             the schedule is PR-preserving, with a warning).
         gap: Inflation gap of the compressed directions (``"prr"``).
-        gamma0, rho, t_max: Noise variance at ``t = 0`` (in units of the
-            standardized parameters), inflation rate and final time ``T`` of
-            :class:`InflationarySchedule`; why the defaults, see ``ScheduleDefaults``.
-        hidden_features, num_layers: Width and residual blocks of the denoiser
-            network, :class:`DenoiserResNet`.
         embedding_net, z_score_x: As in sbi's ``posterior_nn``; see
             :func:`~sbi_allinone.standardized.fit_standardization`.
         steps: Heun steps of the fixed-step solver (default: ``DEFAULT_STEPS`` of
@@ -122,19 +128,27 @@ def inflationary_flow_nn(
         validation_draws: Fixed (time, noise) draws per validation pair; the
             validation loss averages them.
         seed: Seed of the network initialization.
+        **components: ``gamma0``, ``rho``, ``t_max``: noise variance at ``t = 0``
+            (in units of the standardized parameters), inflation rate and final
+            time ``T`` of :class:`InflationarySchedule`; why the defaults, see
+            ``ScheduleDefaults``. ``hidden_features``, ``num_layers``: width and
+            residual blocks of the denoiser network, :class:`DenoiserResNet`. Each
+            defaults to that class's default.
 
     Returns:
         ``build(theta, x)``, called by sbi with the training data (z-scoring, PCA
         basis and eigenvalues come from it).
     """
     _check_schedule(schedule, latent_dim)
+    check_keywords(
+        "inflationary_flow_nn", components, SCHEDULE_KEYWORDS + NETWORK_KEYWORDS
+    )
+    noise, network = split_keywords(components, SCHEDULE_KEYWORDS)
     return partial(
-        _build_flow, schedule=schedule, latent_dim=latent_dim, gap=gap,
-        noise=dict(gamma0=gamma0, rho=rho, t_max=t_max),
-        hidden_features=hidden_features, num_layers=num_layers,
-        embedding_net=embedding_net, z_score_x=z_score_x, steps=steps,
-        solver=solver, eigenvalue_floor=eigenvalue_floor, ema_decay=ema_decay,
-        validation_draws=validation_draws, seed=seed,
+        _build_flow, schedule=schedule, latent_dim=latent_dim, gap=gap, noise=noise,
+        network=network, embedding_net=embedding_net, z_score_x=z_score_x,
+        steps=steps, solver=solver, eigenvalue_floor=eigenvalue_floor,
+        ema_decay=ema_decay, validation_draws=validation_draws, seed=seed,
     )  # fmt: skip
 
 
@@ -161,8 +175,7 @@ def _build_flow(
     latent_dim: int | float | None,
     gap: float,
     noise: dict[str, float],
-    hidden_features: int,
-    num_layers: int,
+    network: dict[str, int],
     embedding_net: nn.Module | None,
     z_score_x: str | None,
     steps: int | None,
@@ -173,7 +186,8 @@ def _build_flow(
     seed: int | None,
 ) -> InflationaryFlowEstimator:
     """``build(theta, x)`` of :func:`inflationary_flow_nn`, whose other arguments
-    these are (``noise``: ``gamma0``, ``rho`` and ``t_max``)."""
+    these are (``noise``: those of its ``components`` that go to the schedule;
+    ``network``: those that go to the denoiser network)."""
     if seed is not None:
         torch.manual_seed(seed)
     # The PCA basis is of standardized parameters, so they are always z-scored.
@@ -188,9 +202,7 @@ def _build_flow(
     inflation, default_steps = _noise_schedule(
         eigenvalues, schedule, latent_dim, gap, noise
     )
-    net = DenoiserResNet(
-        standardization.dim_theta, standardization.dim_y, hidden_features, num_layers
-    )
+    net = DenoiserResNet(standardization.dim_theta, standardization.dim_y, **network)
     return InflationaryFlowEstimator(
         PreconditionedDenoiser(net, inflation, ema_decay), standardization, basis,
         steps=default_steps if steps is None else steps, solver=solver,
@@ -227,29 +239,21 @@ class InflationaryFlow(BuilderNPE):
     Args:
         prior: Prior over the parameters.
         schedule: ``"prp"`` or ``"prr"``.
-        device: Training device.
-        logging_level: As in sbi.
-        summary_writer: As in sbi.
-        tracker: As in sbi (pass one to avoid TensorBoard's ``sbi-logs/``).
-        show_progress_bars: Whether to show progress while training.
-        **flow_kwargs: Further arguments of :func:`inflationary_flow_nn`.
+        **kwargs: sbi's ``NPE`` keywords
+            (:data:`~sbi_allinone.npe_plugin.NPE_KEYWORDS`; pass a ``tracker`` to
+            avoid TensorBoard's ``sbi-logs/``), as in sbi's ``NPE``, and further
+            arguments of :func:`inflationary_flow_nn`.
     """
 
     def __init__(
         self,
         prior: Distribution | None = None,
         schedule: Literal["prp", "prr"] = "prp",
-        device: str = "cpu",
-        logging_level: int | str = "WARNING",
-        summary_writer: Any = None,
-        tracker: Any = None,
-        show_progress_bars: bool = True,
-        **flow_kwargs: Any,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            prior, inflationary_flow_nn(schedule=schedule, **flow_kwargs), device,
-            logging_level, summary_writer, tracker, show_progress_bars,
-        )  # fmt: skip
+        npe_kwargs, flow_kwargs = split_keywords(kwargs, NPE_KEYWORDS)
+        builder = inflationary_flow_nn(schedule=schedule, **flow_kwargs)
+        super().__init__(prior, builder, **npe_kwargs)
 
     def train(self, **kwargs: Any) -> InflationaryFlowEstimator:
         """Train as ``NPE.train``, single round only (the atomic loss of sequential

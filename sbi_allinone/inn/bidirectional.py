@@ -34,13 +34,14 @@ from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 from torch import Tensor
 
 from sbi_allinone.inn.blocks import InvertibleSequence
+from sbi_allinone.inn.estimator import InvertibleEstimator
 from sbi_allinone.inn.mmd import MMDSettings, mmd2
-from sbi_allinone.standardized import Standardization, StandardizedEstimator
+from sbi_allinone.standardized import Standardization
 
 __all__ = ["BidirectionalINN"]
 
 
-class BidirectionalINN(StandardizedEstimator):
+class BidirectionalINN(InvertibleEstimator):
     """The INN paper's bidirectional model; see the module docstring.
 
     Built by :func:`sbi_allinone.inn_nn` with ``mode="mmd"``; use that rather than
@@ -167,10 +168,6 @@ class BidirectionalINN(StandardizedEstimator):
 
     # -- sampling and latent maps ----------------------------------------------------
 
-    def _sample_given(self, y: Tensor) -> Tensor:
-        z = torch.randn(y.shape[0], self.dim_z, device=y.device)
-        return self._unstandardize(self._invert(y, z))
-
     def inverse_transform(self, theta: Tensor, x: Tensor) -> Tensor:
         """The latent part of the forward map, ``z`` of ``f(theta, 0)``.
 
@@ -185,19 +182,6 @@ class BidirectionalINN(StandardizedEstimator):
         """
         theta, x, _ = self._flatten(theta, x)
         return self._forward(theta)[1]
-
-    def transform(self, z: Tensor, x: Tensor) -> Tensor:
-        """Map latents back to parameters: ``theta = g(y(x), z, 0)``.
-
-        Args:
-            z: Latents ``(batch, dim_z)``.
-            x: Data ``(batch, *x_shape)`` or ``(1, *x_shape)``.
-
-        Returns:
-            Parameters ``(batch, dim_theta)``.
-        """
-        y = self._embed_for_latents(z, x, self.dim_z)
-        return self._unstandardize(self._invert(y, z))
 
     def predict_x(self, theta: Tensor) -> Tensor:
         """The forward map's prediction of the embedded data, ``(batch, dim_y)``.

@@ -20,6 +20,7 @@ The INN paper's bidirectional training (``mode="mmd"`` of
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import Literal
 
 import torch
@@ -30,13 +31,47 @@ from sbi_allinone.inn.blocks import InvertibleSequence
 from sbi_allinone.inn.mmd import MMDSettings, mmd2
 from sbi_allinone.standardized import Standardization, StandardizedEstimator
 
-__all__ = ["DENSITY_MODES", "INNDensityEstimator"]
+__all__ = ["DENSITY_MODES", "INNDensityEstimator", "InvertibleEstimator"]
 
 #: The training modes with a density, those of :class:`INNDensityEstimator`.
 DENSITY_MODES: tuple[str, ...] = ("ml", "hybrid")
 
 
-class INNDensityEstimator(StandardizedEstimator, ConditionalDensityEstimator):
+class InvertibleEstimator(StandardizedEstimator):
+    """Base of the INNs: standard normal latents ``z`` ``(batch, dim_z)``, mapped to
+    parameters by inverting the core given the embedded data (:meth:`_invert`), for
+    sampling and :meth:`transform`.
+
+    Subclasses define ``dim_z``, :meth:`_invert`, ``loss`` and
+    ``inverse_transform``.
+    """
+
+    dim_z: int
+
+    @abstractmethod
+    def _invert(self, y: Tensor, z: Tensor) -> Tensor:
+        """Standardized parameters ``(batch, dim_theta)`` at latents ``z``
+        ``(batch, dim_z)``, given embedded data ``y`` ``(batch, dim_y)``."""
+
+    def _sample_given(self, y: Tensor) -> Tensor:
+        z = torch.randn(y.shape[0], self.dim_z, device=y.device)
+        return self._unstandardize(self._invert(y, z))
+
+    def transform(self, z: Tensor, x: Tensor) -> Tensor:
+        """Map latents back to parameters: the inverse of ``inverse_transform``.
+
+        Args:
+            z: Latents ``(batch, dim_z)``.
+            x: Data ``(batch, *x_shape)`` or ``(1, *x_shape)``.
+
+        Returns:
+            Parameters ``(batch, dim_theta)``.
+        """
+        y = self._embed_for_latents(z, x, self.dim_z)
+        return self._unstandardize(self._invert(y, z))
+
+
+class INNDensityEstimator(InvertibleEstimator, ConditionalDensityEstimator):
     """Conditional invertible network estimating ``p(theta|x)``; see the module
     docstring.
 
@@ -133,9 +168,14 @@ class INNDensityEstimator(StandardizedEstimator, ConditionalDensityEstimator):
 
     # -- sampling and latent maps ----------------------------------------------------
 
-    def _sample_given(self, y: Tensor) -> Tensor:
-        z = torch.randn(y.shape[0], self.dim_theta, device=y.device)
-        return self._unstandardize(self.net.inverse(z, y))
+    @property
+    def dim_z(self) -> int:
+        """Size of the latent: the number of parameters."""
+        return self.dim_theta
+
+    def _invert(self, y: Tensor, z: Tensor) -> Tensor:
+        """``f^{-1}(z; y)``: standardized parameters ``(batch, dim_theta)``."""
+        return self.net.inverse(z, y)
 
     def inverse_transform(self, theta: Tensor, x: Tensor) -> Tensor:
         """Map parameters to the latent: ``z = f(theta; x)``.
@@ -149,16 +189,3 @@ class INNDensityEstimator(StandardizedEstimator, ConditionalDensityEstimator):
         """
         theta, x, _ = self._flatten(theta, x)
         return self.net(self._standardize(theta), self._embed(x))[0]
-
-    def transform(self, z: Tensor, x: Tensor) -> Tensor:
-        """Map latents back to parameters: ``theta = f^{-1}(z; x)``.
-
-        Args:
-            z: Latents ``(batch, dim_theta)``.
-            x: Data ``(batch, *x_shape)`` or ``(1, *x_shape)``.
-
-        Returns:
-            Parameters ``(batch, dim_theta)``.
-        """
-        y = self._embed_for_latents(z, x, self.dim_theta)
-        return self._unstandardize(self.net.inverse(z, y))

@@ -14,7 +14,7 @@ from sbi_allinone.inn.bidirectional import BidirectionalINN
 from sbi_allinone.inn.blocks import CORE_DEFAULTS, build_core
 from sbi_allinone.inn.estimator import INNDensityEstimator
 from sbi_allinone.inn.mmd import DEFAULT_WIDTHS, MMDSettings
-from sbi_allinone.npe_plugin import BuilderNPE
+from sbi_allinone.npe_plugin import NPE_KEYWORDS, BuilderNPE, split_keywords
 from sbi_allinone.standardized import Standardization, fit_standardization
 
 __all__ = ["INN", "MAX_MMD_Y_DIM", "MODES", "inn_nn"]
@@ -207,31 +207,18 @@ class INN(BuilderNPE):
     Args:
         prior: Prior over the parameters.
         mode: ``"ml"``, ``"mmd"`` or ``"hybrid"``; see :func:`inn_nn`.
-        device: Training device.
-        logging_level: As in sbi.
-        summary_writer: As in sbi.
-        tracker: As in sbi (pass one to avoid TensorBoard's ``sbi-logs/``).
-        show_progress_bars: Whether to show progress while training.
-        **inn_kwargs: Further arguments of :func:`inn_nn` (``num_blocks``,
-            ``embedding_net``, ...).
+        **kwargs: sbi's ``NPE`` keywords
+            (:data:`~sbi_allinone.npe_plugin.NPE_KEYWORDS`; pass a ``tracker`` to
+            avoid TensorBoard's ``sbi-logs/``), as in sbi's ``NPE``, and further
+            arguments of :func:`inn_nn` (``num_blocks``, ``embedding_net``, ...).
     """
 
     def __init__(
-        self,
-        prior: Distribution | None = None,
-        mode: Mode = "ml",
-        device: str = "cpu",
-        logging_level: int | str = "WARNING",
-        summary_writer: Any = None,
-        tracker: Any = None,
-        show_progress_bars: bool = True,
-        **inn_kwargs: Any,
+        self, prior: Distribution | None = None, mode: Mode = "ml", **kwargs: Any
     ) -> None:
         self.mode = mode
-        super().__init__(
-            prior, inn_nn(mode=mode, **inn_kwargs), device, logging_level,
-            summary_writer, tracker, show_progress_bars,
-        )  # fmt: skip
+        npe_kwargs, inn_kwargs = split_keywords(kwargs, NPE_KEYWORDS)
+        super().__init__(prior, inn_nn(mode=mode, **inn_kwargs), **npe_kwargs)
 
     def train(self, **kwargs: Any) -> INNDensityEstimator | BidirectionalINN:
         """Train as ``NPE.train`` (same arguments).

@@ -9,6 +9,7 @@ from sbi.utils.metrics import c2st as sklearn_c2st
 from sbi_allinone.benchmarks.c2st import SBIBM_SETTINGS, MLPSettings, c2st, c2st_batch
 from sbi_allinone.benchmarks.c2st_mlp import (
     _adam_step,
+    _Batch,
     _Classifiers,
     _Members,
     _step_sizes,
@@ -51,7 +52,7 @@ def test_gradients_equal_autograd_float64():
     )
     penalty = 0.5 * decay.squeeze(1) * (leaf * net.decay).square().sum(1)
     ((errors * row_weight).sum((1, 2)) + penalty).sum().backward()
-    gradients = net.gradients(inputs, labels, row_weight, net.penalty(decay))
+    gradients = net.gradients(_Batch(inputs, labels, row_weight, net.penalty(decay)))
     assert torch.allclose(gradients, leaf.grad, atol=1e-12)
     # Only weights are penalized: dim*width + width*width + width of them.
     assert int(net.decay.sum()) == dim * width + width * width + width
@@ -149,7 +150,7 @@ def test_loss_is_sklearns_batch_loss_times_size():
     ).double()
     labels = (torch.rand(count, batch, 1) > 0.5).double()
     alpha = 1e-2
-    loss = net.loss(inputs, labels, 1.0 / batch, net.penalty(alpha / batch))
+    loss = net.loss(_Batch(inputs, labels, 1.0 / batch, net.penalty(alpha / batch)))
     p = torch.sigmoid(_manual_network(params, inputs, dim, width))
     cross_entropy = -(labels * p.log() + (1 - labels) * (1 - p).log()).mean((1, 2))
     squares = (params * net.decay).square().sum(1)
