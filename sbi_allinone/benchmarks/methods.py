@@ -250,13 +250,15 @@ def train_simformer(
     sample_with: str | None = None,
     steps: int | None = None,
     ode_solver: str | None = None,
+    x_per_token: int | None = None,
 ) -> TrainedPosterior:
     """The Simformer: ``Simformer(prior).train()`` at its defaults (EDM noise levels,
     :func:`~sbi_allinone.simformer.schedule.default_num_steps`, the default ODE
     sampler) unless options say otherwise (``simformer[num_steps=10000]``); graph
-    masks from the task's dependency graph. Options left ``None`` take the
-    Simformer's own defaults, so that they are defined in one place."""
-    given = {"sde": sde, "attention": attention}
+    masks from the task's dependency graph; ``simformer[x_per_token=10]`` groups
+    the data values by ten per token. Options left ``None`` take the Simformer's
+    own defaults, so that they are defined in one place."""
+    given = {"sde": sde, "attention": attention, "x_per_token": x_per_token}
     inference = Simformer(
         prior,
         graph=None if attention in (None, "dense") else task_graph(task),

@@ -76,7 +76,8 @@ class StepsTrainingLoop:
         """
         if num_steps is None:
             num_steps = default_num_steps(num_stored_simulations(self))
-        num_tokens = self._num_parameters + self._num_data
+        data_tokens = -(-self._num_data // self._x_per_token)
+        num_tokens = self._num_parameters + data_tokens
         batch_size = (
             default_batch_size(num_tokens) if batch_size is None else batch_size
         )

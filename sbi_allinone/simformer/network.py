@@ -25,12 +25,14 @@ of 4 x 10 matrices). From 6 tokens on, the fused kernel on contiguous heads wins
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from sbi_allinone.diffusion.embedding import FourierEmbedding
+from sbi_allinone.simformer.grouping import ColumnGroups
 from sbi_allinone.simformer.tokens import Tokens
 
 __all__ = ["MetadataEmbedding", "SimformerNet"]
@@ -155,6 +157,9 @@ class SimformerNet(nn.Module):
         metadata_statistics: Mean and standard deviation ``(num_channels,)`` of
             the training metadata, to embed per-token metadata with
             :class:`MetadataEmbedding`; ``None``: no metadata.
+        groups: Token index of each of the ``num_nodes`` values, for several
+            values per token (:class:`~.grouping.ColumnGroups`); ``None``: one
+            token per value.
     """
 
     def __init__(
@@ -169,12 +174,20 @@ class SimformerNet(nn.Module):
         widening: int = 3,
         time_dim: int = 128,
         metadata_statistics: tuple[Tensor, Tensor] | None = None,
+        groups: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.num_nodes = num_nodes
         width = id_dim + value_dim + condition_dim
+        self.groups = None
+        slots = 1
+        if groups is not None:
+            self._check_groups(groups, metadata_statistics)
+            self.groups = ColumnGroups(groups)
+            num_nodes, slots = self.groups.num_tokens, self.groups.size
         self.identifier = nn.Parameter(torch.randn(num_nodes, id_dim) * 0.5)
-        self.value = nn.Linear(1, value_dim)
+        # Grouped tokens see their values and which of them are conditioned.
+        self.value = nn.Linear(1 if groups is None else 2 * slots, value_dim)
         self.condition = nn.Parameter(torch.randn(condition_dim) * 0.5)
         self.time = FourierEmbedding(time_dim, "gaussian", scale=16.0)
         self.blocks = nn.ModuleList(
@@ -182,7 +195,7 @@ class SimformerNet(nn.Module):
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, 1)
+        self.head = nn.Linear(width, slots)
         self.metadata = None
         if metadata_statistics is not None:
             self.metadata = MetadataEmbedding(*metadata_statistics, width)
@@ -211,11 +224,42 @@ class SimformerNet(nn.Module):
         Returns:
             ``(batch, n)`` outputs ``F``.
         """
-        hidden = self._embed(values, condition_mask, tokens)
+        if self.groups is not None:
+            if tokens is not None:
+                raise ValueError("Grouped values and `tokens` cannot be combined.")
+            hidden = self._embed_groups(values, condition_mask)
+            attention_mask = self.groups.token_mask(attention_mask)
+        else:
+            hidden = self._embed(values, condition_mask, tokens)
         time = self.time(c_noise)
         for block in self.blocks:
             hidden = block(hidden, time, attention_mask)
-        return self.head(self.norm(hidden)).squeeze(-1)
+        out = self.head(self.norm(hidden))
+        return out.squeeze(-1) if self.groups is None else self.groups.scatter(out)
+
+    def _check_groups(
+        self,
+        groups: Sequence[int],
+        metadata_statistics: tuple[Tensor, Tensor] | None,
+    ) -> None:
+        if len(groups) != self.num_nodes:
+            raise ValueError(
+                f"`groups` must give the token of each of the {self.num_nodes} "
+                f"values, got {len(groups)}."
+            )
+        if metadata_statistics is not None:
+            raise ValueError("Grouped values and metadata cannot be combined.")
+
+    def _embed_groups(self, values: Tensor, condition_mask: Tensor) -> Tensor:
+        """The input tokens ``(batch, num_tokens, width)`` of grouped values."""
+        batch = values.shape[0]
+        share = self.groups.conditioned_fraction(condition_mask).to(values.dtype)
+        parts = [
+            self.identifier.expand(batch, -1, -1),
+            self.value(self.groups.gather(values, condition_mask)),
+            share.unsqueeze(-1) * self.condition,
+        ]
+        return torch.cat(parts, dim=-1)
 
     def _embed(
         self, values: Tensor, condition_mask: Tensor, tokens: Tokens | None

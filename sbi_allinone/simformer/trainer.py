@@ -28,6 +28,7 @@ from sbi_allinone.simformer.estimator import (
     SimformerEstimator,
     check_attention,
 )
+from sbi_allinone.simformer.grouping import check_group_size, x_groups
 from sbi_allinone.simformer.guidance import Constraint
 from sbi_allinone.simformer.inputs import (
     SimulationTokens,
@@ -74,6 +75,10 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
             (:class:`~.tokens.Variables`), for series (values at per-simulation
             times, any number of them) and function-valued parameters; needs dense
             attention. ``None``: ``theta`` and ``x`` are fixed-size vectors.
+        x_per_token: Data values per token, for high-dimensional ``x``: its
+            values in consecutive groups of this size (the last may hold fewer)
+            share a token, which cuts attention's cost by about its square;
+            parameters keep one token each. Not with ``variables``.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         tracker: Any = None,
         show_progress_bars: bool = True,
         variables: Variables | None = None,
+        x_per_token: int = 1,
     ) -> None:
         super().__init__(
             prior=prior,
@@ -108,6 +114,10 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         self._num_parameters: int | None = None
         self._num_data: int | None = None
         self._variables = check_variables(variables, attention)
+        check_group_size(x_per_token)
+        if variables is not None and x_per_token != 1:
+            raise ValueError("`x_per_token` cannot be combined with `variables`.")
+        self._x_per_token = x_per_token
         self._channels: tuple[str, ...] | None = None
         self._tokens: Tokens | None = None
 
@@ -258,6 +268,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
                 num_nodes,
                 **self._net_kwargs,
                 metadata_statistics=self._meta_statistics(),
+                groups=self._groups(),
             )
             self._neural_net = SimformerEstimator(
                 net,
@@ -269,6 +280,11 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
                 attention=self._attention,
                 ema_decay=self._ema_decay,
             ).to(self._device)
+
+    def _groups(self) -> list[int] | None:
+        if self._x_per_token == 1:
+            return None
+        return x_groups(self._num_parameters, self._num_data, self._x_per_token)
 
     def _get_potential_function(self, prior, estimator):  # noqa: ANN001
         raise RuntimeError(
