@@ -22,6 +22,7 @@ from sbi_allinone.benchmarks.ode_models import lotka_volterra_prior
 from sbi_allinone.benchmarks.unstructured import (
     REFERENCE_POINTS,
     lv_unstructured_observation,
+    lv_unstructured_predictive,
     simulate_lv_unstructured,
 )
 from sbi_allinone.simformer import Variables
@@ -42,6 +43,37 @@ def as_series(x: torch.Tensor, times: torch.Tensor) -> tuple[dict, dict]:
 
 def as_theta(theta: torch.Tensor) -> dict:
     return dict(zip(SPEC.theta, theta.log().split(1, dim=1), strict=True))
+
+
+#: Unobserved times of the posterior-predictive check.
+QUERY_TIMES = torch.linspace(1.0, 19.0, 7)
+
+
+def with_queries(x: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Appends NaN values at :data:`QUERY_TIMES` to each series (to be sampled)."""
+    half, k = x.shape[1] // 2, len(QUERY_TIMES)
+    nan = torch.full((1, k), float("nan"))
+    query = QUERY_TIMES[None]
+    x = torch.cat([x[:, :half], nan, x[:, half:], nan], dim=1)
+    times = torch.cat([times[:, :half], query, times[:, half:], query], dim=1)
+    return x, times
+
+
+def predictive_c2st(posterior, x_o, times_o, reference, num_samples) -> float:
+    """C2ST of the joint log prey and log predator at :data:`QUERY_TIMES`: the
+    Simformer's samples against the reference posterior pushed through the
+    simulator."""
+    observed, observed_times = as_series(*with_queries(x_o, times_o))
+    sampled = posterior.sample(
+        (num_samples,), x=observed, metadata=observed_times, theta=None
+    )
+    k = len(QUERY_TIMES)
+    ours = torch.cat(
+        [sampled["log_prey"][..., -k:], sampled["log_predator"][..., -k:]], dim=-1
+    ).reshape(num_samples, -1)
+    _, noise = lv_unstructured_predictive(reference[:num_samples], QUERY_TIMES)
+    truth = noise.sample().log().flatten(1).float()
+    return float(c2st(truth, ours))
 
 
 def main() -> None:
@@ -67,8 +99,8 @@ def main() -> None:
         f"{args.simulations} simulations ({int(valid.sum())} finite), "
         f"training {train_time:.0f} s"
     )
-    print("| observation | points per series | C2ST | sample s |")
-    print("|---|---|---|---|")
+    print("| observation | points per series | C2ST | sample s | predictive C2ST |")
+    print("|---|---|---|---|---|")
     for number, points in enumerate(REFERENCE_POINTS, start=1):
         _, x_o, times_o, reference = lv_unstructured_observation(number)
         observed, observed_times = as_series(x_o, times_o)
@@ -78,7 +110,11 @@ def main() -> None:
         ).exp()
         seconds = time.perf_counter() - start
         score = c2st(reference[: args.samples], samples)
-        print(f"| {number} | {points} | {score:.3f} | {seconds:.0f} |", flush=True)
+        predictive = predictive_c2st(posterior, x_o, times_o, reference, args.samples)
+        print(
+            f"| {number} | {points} | {score:.3f} | {seconds:.0f} | {predictive:.3f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
