@@ -111,7 +111,7 @@ def _integrate_log_system(
     return torch.cat(chunks, dim=2)
 
 
-def _check_theta(theta: Tensor, dim: int) -> Tensor:
+def check_theta(theta: Tensor, dim: int) -> Tensor:
     if not isinstance(theta, Tensor) or theta.ndim != 2 or theta.shape[1] != dim:
         shape = tuple(theta.shape) if isinstance(theta, Tensor) else type(theta)
         raise ValueError(f"`theta` must have shape (batch, {dim}), got {shape}.")
@@ -158,7 +158,7 @@ def sir_solution(theta: Tensor) -> Tensor:
         Infected counts, `(batch, 10)`, float64; all-NaN rows where the trajectory
         is not finite.
     """
-    theta = _check_theta(theta, 2)
+    theta = check_theta(theta, 2)
     beta_n, gamma = theta[:, 0] / SIR_POPULATION, theta[:, 1]
     # d log S / dt = -beta I / N and d log I / dt = -gamma + beta S / N.
     c = torch.stack((torch.zeros_like(gamma), -gamma))
@@ -240,7 +240,7 @@ def lotka_volterra_log_trajectory(theta: Tensor, refinement: int = 1) -> Tensor:
     """
     if refinement < 1 or _LV_SUBSTEPS % refinement:
         raise ValueError(f"`refinement` must divide {_LV_SUBSTEPS}, got {refinement}.")
-    theta = _check_theta(theta, 4)
+    theta = check_theta(theta, 4)
     alpha, beta, gamma, delta = theta.T
     # d log x / dt = alpha - beta y and d log y / dt = -gamma + delta x.
     c, a = torch.stack((alpha, -gamma)), torch.stack((-beta, delta))

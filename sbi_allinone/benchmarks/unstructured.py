@@ -101,7 +101,7 @@ def _quintic_hermite(theta: Tensor, log_traj: Tensor, times: Tensor) -> Tensor:
 def _log_solution_at(theta: Tensor, times: Tensor) -> Tensor:
     """Log states `(rows, 2, Q)` at `times` (NaN read as 0, not masked); all-NaN rows
     exactly where theta's trajectory is not finite."""
-    theta, times = ode_models._check_theta(theta, 4), _as_times(times)
+    theta, times = ode_models.check_theta(theta, 4), _as_times(times)
     if 1 not in (theta.shape[0], times.shape[0]) and theta.shape[0] != times.shape[0]:
         raise ValueError("Row counts of `theta` and `times` differ, and neither is 1.")
     times, rows, out = torch.nan_to_num(times, nan=0.0), max(len(theta), len(times)), []
@@ -146,7 +146,7 @@ def simulate_lv_unstructured(
     """
     if not 1 <= min_points <= max_points:
         raise ValueError(f"Need 1 <= min_points <= max_points, got {min_points}.")
-    n = ode_models._check_theta(theta, 4).shape[0]
+    n = ode_models.check_theta(theta, 4).shape[0]
     counts = torch.randint(min_points, max_points + 1, (n, 2, 1), generator=generator)
     shape = (n, 2, max_points)
     raw = LV_T_MAX * torch.rand(shape, generator=generator, dtype=torch.float64)
