@@ -157,7 +157,9 @@ def test_loss_ignores_conditioned_and_missing_entries():
     assert torch.allclose(estimator.loss(values, condition, fixed=(sigma, noise)), loss)
 
     # ... but it does change with what the network says on latent entries.
-    estimator.net.forward = lambda v, s, c, mask=None: original(v, s, c, mask) + 1.0
+    estimator.net.forward = lambda v, s, c, mask, tokens=None: (
+        original(v, s, c, mask, tokens) + 1.0
+    )
     assert not torch.allclose(
         estimator.loss(values, condition, fixed=(sigma, noise)), loss
     )
