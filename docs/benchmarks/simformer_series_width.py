@@ -14,6 +14,7 @@ import warnings
 import torch
 from torch.distributions import Independent, Normal
 
+import sbi_allinone.simformer.loop as loop
 import sbi_allinone.simformer.network as network
 from sbi_allinone import Simformer
 from sbi_allinone.benchmarks.series_toy import (
@@ -23,6 +24,7 @@ from sbi_allinone.benchmarks.series_toy import (
 )
 from sbi_allinone.diffusion.embedding import FourierEmbedding
 from sbi_allinone.diffusion.noise import LogNormalNoise
+from sbi_allinone.simformer.condition import sample_condition_masks
 from sbi_allinone.tracking import NullTracker
 
 PRIOR = Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
@@ -75,15 +77,34 @@ def use_metadata_scale(scale: float) -> None:
     network.FourierEmbedding = Scaled
 
 
+def use_posterior_share(share: float) -> None:
+    """Replaces a share of the training condition masks by posterior masks (on top
+    of the fifth of the paper's mixture that is posterior already)."""
+
+    def weighted(batch: int, num_parameters: int, num_data: int, **kwargs):  # noqa: ANN202
+        masks = sample_condition_masks(batch, num_parameters, num_data, **kwargs)
+        chosen = torch.rand(batch, device=masks.device) < share
+        posterior = torch.arange(masks.shape[1], device=masks.device) >= num_parameters
+        return torch.where(chosen[:, None], posterior, masks)
+
+    loop.sample_condition_masks = weighted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--num-steps", type=int, default=1500)
     parser.add_argument("--metadata-scale", type=float, default=None)
+    parser.add_argument("--posterior-share", type=float, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     mean, std = linear_series_posterior(TIMES_O, Y_O)
     print(f"| exact | {mean:.3f} / {std:.3f} |")
+    if args.posterior_share is not None:
+        use_posterior_share(args.posterior_share)
+        weighted = train_series(args.num_steps)
+        series_row(f"series, {args.posterior_share:.0%} more posterior masks", weighted)
+        return
     if args.metadata_scale is not None:
         use_metadata_scale(args.metadata_scale)
         scaled = train_series(args.num_steps)
