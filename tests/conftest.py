@@ -23,3 +23,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)  # noqa: NPY002 -- sklearn (C2ST) draws from the global RNG
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module whose small batched ODE solves are slower
+    with more (restored afterwards); use with ``pytest.mark.usefixtures``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,13 +24,7 @@ from sbi_allinone.benchmarks.sird import (
     train_sird_simformer,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def simulate(num: int, seed: int, **kwargs) -> object:

@@ -33,12 +33,7 @@ OBSERVATIONS = range(1, len(REFERENCE_POINTS) + 1)
 NON_FINITE = [[50.0, 0.0, 1.0, 0.0], [torch.nan] * 4]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def prior_draws(num: int, seed: int) -> torch.Tensor:
