@@ -9,7 +9,7 @@ replacement, so the number of steps is the same for any number of simulations.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,8 +19,16 @@ from torch.nn.utils import clip_grad_norm_
 
 from sbi_allinone.diffusion.validation import fixed_draws
 from sbi_allinone.sbi_internals import StartIndexContext, num_stored_simulations
-from sbi_allinone.simformer.condition import condition_masks, sample_condition_masks
-from sbi_allinone.simformer.inputs import check_schedule, warn_if_too_large
+from sbi_allinone.simformer.condition import (
+    condition_masks,
+    mask_kind_cdf,
+    sample_condition_masks,
+)
+from sbi_allinone.simformer.inputs import (
+    check_schedule,
+    checked_draws,
+    warn_if_too_large,
+)
 from sbi_allinone.simformer.schedule import (
     default_batch_size,
     default_num_steps,
@@ -54,10 +62,10 @@ class StepsTrainingLoop:
     epochs of random batches, a fused Adam over the live network, the paper's
     learning-rate schedule and a validation loss over fixed draws.
 
-    Expects, set by ``train``: ``_train_values`` and ``_val_values`` (rows of
-    ``[theta, x]``), ``_train_tokens`` and ``_val_tokens`` (their tokens, or
-    ``None``), ``_validation_draws``; by :meth:`_set_schedule`:
-    ``_steps_per_epoch``, ``_batch_size``,
+    Expects, set by :meth:`_split_values`: ``_train_values`` and ``_val_values``
+    (rows of ``[theta, x]``), ``_train_tokens`` and ``_val_tokens`` (their tokens,
+    or ``None``); by :meth:`_set_losses`: ``_validation_draws``, ``_mask_kind_cdf``; by
+    :meth:`_set_schedule`: ``_steps_per_epoch``, ``_batch_size``,
     ``_lr_schedule = (learning_rate, num_epochs)``; and from the trainer
     ``_neural_net``, ``_noise``, ``_num_parameters``, ``_num_data``, ``_device``.
     """
@@ -74,8 +82,11 @@ class StepsTrainingLoop:
         Returns:
             The number of epochs and the batch size.
         """
+        num_simulations = num_stored_simulations(self)
+        if num_simulations == 0:
+            raise ValueError("No simulations: call `append_simulations` first.")
         if num_steps is None:
-            num_steps = default_num_steps(num_stored_simulations(self))
+            num_steps = default_num_steps(num_simulations)
         data_tokens = -(-self._num_data // self._x_per_token)
         num_tokens = self._num_parameters + data_tokens
         batch_size = (
@@ -89,6 +100,31 @@ class StepsTrainingLoop:
         num_epochs = -(-num_steps // steps_per_epoch)
         self._lr_schedule = (learning_rate, num_epochs)
         return num_epochs, batch_size
+
+    def _split_values(
+        self, batch_size: int, validation_fraction: float, resume_training: bool
+    ) -> tuple[Any, Any]:
+        """sbi's train/validation split; keeps both halves as ``[theta, x]`` rows."""
+        loaders = self.get_dataloaders(
+            0, batch_size, validation_fraction, resume_training
+        )
+        theta, x, _ = self.get_simulations()
+        values = torch.cat([theta, x], dim=1).to(self._device)
+        self._train_values = values[self.train_indices]
+        self._val_values = values[self.val_indices]
+        self._train_tokens = self._val_tokens = None
+        if self._tokens is not None:
+            tokens = self._tokens.to(self._device)
+            self._train_tokens = tokens.rows(self.train_indices)
+            self._val_tokens = tokens.rows(self.val_indices)
+        return loaders
+
+    def _set_losses(
+        self, validation_draws: int, mask_weights: Mapping[str, float] | None
+    ) -> None:
+        """Check and store the validation draws and the mask-kind weights."""
+        self._validation_draws = checked_draws(validation_draws)
+        self._mask_kind_cdf = mask_kind_cdf(mask_weights)
 
     def _fused_optimizer(self) -> torch.optim.Optimizer:
         """Adam over the live network, fused into one kernel per step.
@@ -157,6 +193,7 @@ class StepsTrainingLoop:
                 self._num_parameters,
                 self._num_data,
                 device=values.device,
+                kind_cdf=self._mask_kind_cdf,
             )
             return estimator.loss(values, masks, tokens=tokens)
         n = values.shape[1]
@@ -164,7 +201,9 @@ class StepsTrainingLoop:
         for draw in range(self._validation_draws):
             uniforms, normals = fixed_draws(values, 2 + n, n, draw)
             sigma = self._noise.from_uniform(uniforms[:, :1]).to(values)
-            masks = condition_masks(uniforms[:, 1:], self._num_parameters)
+            masks = condition_masks(
+                uniforms[:, 1:], self._num_parameters, self._mask_kind_cdf
+            )
             fixed = sigma, normals.to(values)
             losses += estimator.loss(values, masks, fixed=fixed, tokens=tokens)
         return losses / self._validation_draws

@@ -20,7 +20,6 @@ from torch.distributions import Distribution
 from sbi_allinone.diffusion.noise import NoiseLevels, make_noise
 from sbi_allinone.sbi_internals import (
     TrainConfig,
-    num_stored_simulations,
     store_prior_round,
 )
 from sbi_allinone.simformer.estimator import (
@@ -33,7 +32,6 @@ from sbi_allinone.simformer.guidance import Constraint
 from sbi_allinone.simformer.inputs import (
     SimulationTokens,
     check_variables,
-    checked_draws,
     checked_simulations,
 )
 from sbi_allinone.simformer.loop import StepsTrainingLoop, flush_denormal
@@ -49,6 +47,13 @@ from sbi_allinone.simformer.series import SeriesPosterior
 from sbi_allinone.simformer.tokens import Tokens, Variables
 
 __all__ = ["Simformer", "default_batch_size", "default_num_steps"]
+
+
+def _sbi_config(batch_size: int, num_epochs: int, **kwargs: Any) -> TrainConfig:
+    # sbi's loop runs max_num_epochs + 1 epochs
+    return TrainConfig(
+        training_batch_size=batch_size, max_num_epochs=num_epochs - 1, **kwargs
+    )
 
 
 class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
@@ -191,6 +196,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         resume_training: bool = False,
         retrain_from_scratch: bool = False,
         show_train_summary: bool = False,
+        mask_weights: dict[str, float] | None = None,
     ) -> SimformerEstimator:
         """Train the denoiser with random condition masks: epochs of
         :class:`~sbi_allinone.simformer.loop.StepsTrainingLoop` in sbi's loop
@@ -207,28 +213,29 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
             stop_after_epochs: Early-stopping patience, in epochs.
             clip_max_norm: Gradient-norm clip, or ``None``.
             validation_draws: Fixed draws per validation example.
-            resume_training: Continue the previous run (same split and optimizer).
+            resume_training: Continue the previous run (same split, optimizer).
             retrain_from_scratch: Build a fresh network.
             show_train_summary: Print sbi's summary.
+            mask_weights: Weights of the training and validation condition masks
+                by kind (:data:`~.condition.MASK_KINDS`, unnamed ones 0); ``None``:
+                1/5 each (paper). More ``"posterior"`` narrows series posteriors.
 
         Returns:
             The trained estimator.
         """
-        if num_stored_simulations(self) == 0:
-            raise ValueError("No simulations: call `append_simulations` first.")
         num_epochs, batch_size = self._set_schedule(
             num_steps, training_batch_size, steps_per_epoch, learning_rate
         )
-        self._validation_draws = checked_draws(validation_draws)
+        self._set_losses(validation_draws, mask_weights)
         loaders = self._split_values(batch_size, validation_fraction, resume_training)
         if self._neural_net is None or retrain_from_scratch:
             self._initialize_neural_network(retrain_from_scratch, 0)
-        config = TrainConfig(
-            training_batch_size=batch_size,
+        config = _sbi_config(
+            batch_size,
+            num_epochs,
             learning_rate=learning_rate,
             validation_fraction=validation_fraction,
             stop_after_epochs=stop_after_epochs,
-            max_num_epochs=num_epochs - 1,  # sbi's loop runs max_num_epochs + 1
             resume_training=resume_training,
             retrain_from_scratch=retrain_from_scratch,
             show_train_summary=show_train_summary,
@@ -236,24 +243,6 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         )
         with flush_denormal():
             return self._run_training_loop(*loaders, config)
-
-    def _split_values(
-        self, batch_size: int, validation_fraction: float, resume_training: bool
-    ) -> tuple[Any, Any]:
-        """sbi's train/validation split; keeps both halves as ``[theta, x]`` rows."""
-        loaders = self.get_dataloaders(
-            0, batch_size, validation_fraction, resume_training
-        )
-        theta, x, _ = self.get_simulations()
-        values = torch.cat([theta, x], dim=1).to(self._device)
-        self._train_values = values[self.train_indices]
-        self._val_values = values[self.val_indices]
-        self._train_tokens = self._val_tokens = None
-        if self._tokens is not None:
-            tokens = self._tokens.to(self._device)
-            self._train_tokens = tokens.rows(self.train_indices)
-            self._val_tokens = tokens.rows(self.val_indices)
-        return loaders
 
     def _initialize_neural_network(
         self, retrain_from_scratch: bool, start_idx: int

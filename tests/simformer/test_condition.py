@@ -1,8 +1,14 @@
 """Condition-mask sampler: the paper's five-way mixture, drawn per example."""
 
+import pytest
 import torch
 
-from sbi_allinone.simformer.condition import sample_condition_masks
+from sbi_allinone.simformer.condition import (
+    MASK_KINDS,
+    condition_masks,
+    mask_kind_cdf,
+    sample_condition_masks,
+)
 
 
 def test_mixture_frequencies():
@@ -34,3 +40,27 @@ def test_generator_reproducibility():
     a = sample_condition_masks(10, 2, 2, torch.Generator().manual_seed(5))
     b = sample_condition_masks(10, 2, 2, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_mask_weights_reweight_the_kinds():
+    cdf = mask_kind_cdf({"posterior": 3, "likelihood": 1})
+    masks = sample_condition_masks(
+        20_000, 2, 3, torch.Generator().manual_seed(2), None, cdf
+    )
+    posterior = (masks == torch.tensor([0, 0, 1, 1, 1]).bool()).all(1).float().mean()
+    likelihood = (masks == torch.tensor([1, 1, 0, 0, 0]).bool()).all(1).float().mean()
+    assert abs(posterior - 0.75) < 0.01 and abs(likelihood - 0.25) < 0.01
+
+
+def test_uniform_weights_match_the_default_mixture():
+    uniforms = torch.rand(5000, 6, generator=torch.Generator().manual_seed(3))
+    cdf = mask_kind_cdf(dict.fromkeys(MASK_KINDS, 1.0))
+    assert torch.equal(condition_masks(uniforms, 2, cdf), condition_masks(uniforms, 2))
+
+
+@pytest.mark.parametrize(
+    "weights", [{"posterior": -1.0}, {"joint": 0.0}, {"posteriors": 1.0}]
+)
+def test_bad_mask_weights_are_named(weights):
+    with pytest.raises(ValueError, match="mask_weights"):
+        mask_kind_cdf(weights)

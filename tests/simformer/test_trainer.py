@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 
+from sbi_allinone.simformer.estimator import SimformerEstimator
 from sbi_allinone.simformer.trainer import Simformer
 from sbi_allinone.tracking import NullTracker
 
@@ -186,3 +187,24 @@ def test_bad_noise_levels_and_average():
         Simformer(PRIOR, ema_decay=1.0)
     with pytest.raises(ValueError, match="`sde` must be 'edm', 've', 'vp'"):
         Simformer(PRIOR, sde="subvp")
+
+
+def test_mask_weights_reach_training_and_validation(monkeypatch):
+    seen = []
+    loss = SimformerEstimator.loss
+
+    def recording(self, values, condition_mask, **kwargs):  # noqa: ANN001, ANN202
+        seen.append(condition_mask.clone())
+        return loss(self, values, condition_mask, **kwargs)
+
+    monkeypatch.setattr(SimformerEstimator, "loss", recording)
+    inference = Simformer(PRIOR, tracker=NullTracker(), show_progress_bars=False)
+    theta = PRIOR.sample((60,))
+    inference.append_simulations(theta, theta + 0.1 * torch.randn_like(theta))
+    with pytest.raises(ValueError, match="`mask_weights` has unknown kinds"):
+        inference.train(num_steps=2, mask_weights={"post": 1.0})
+    inference.train(
+        num_steps=2, training_batch_size=20, mask_weights={"posterior": 1.0}
+    )
+    posterior = torch.tensor([False, False, True, True])
+    assert seen and all((masks == posterior).all() for masks in seen)
