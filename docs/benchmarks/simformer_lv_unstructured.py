@@ -15,6 +15,7 @@ import argparse
 import time
 
 import torch
+from simformer_series_width import posterior_weights
 
 from sbi_allinone import Simformer
 from sbi_allinone.benchmarks.c2st import c2st
@@ -91,6 +92,12 @@ def main() -> None:
     parser.add_argument("--num-steps", type=int, default=None)
     parser.add_argument("--samples", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--posterior-share",
+        type=float,
+        default=None,
+        help="replace this share of the training masks by posterior masks",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -101,7 +108,10 @@ def main() -> None:
     inference = Simformer(variables=SPEC, show_progress_bars=False)
     inference.append_simulations(as_theta(theta[valid]), values, metadata=metadata)
     start = time.perf_counter()
-    inference.train(num_steps=args.num_steps)
+    weights = None
+    if args.posterior_share is not None:
+        weights = posterior_weights(args.posterior_share)
+    inference.train(num_steps=args.num_steps, mask_weights=weights)
     train_time = time.perf_counter() - start
     posterior = inference.build_posterior()
     print(

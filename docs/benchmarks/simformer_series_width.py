@@ -14,7 +14,6 @@ import warnings
 import torch
 from torch.distributions import Independent, Normal
 
-import sbi_allinone.simformer.loop as loop
 import sbi_allinone.simformer.network as network
 from sbi_allinone import Simformer
 from sbi_allinone.benchmarks.series_toy import (
@@ -24,7 +23,7 @@ from sbi_allinone.benchmarks.series_toy import (
 )
 from sbi_allinone.diffusion.embedding import FourierEmbedding
 from sbi_allinone.diffusion.noise import LogNormalNoise
-from sbi_allinone.simformer.condition import sample_condition_masks
+from sbi_allinone.simformer.condition import MASK_KINDS
 from sbi_allinone.tracking import NullTracker
 
 PRIOR = Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
@@ -38,12 +37,14 @@ OPTIONS = {
 SCHEDULE = {"training_batch_size": 256, "stop_after_epochs": 10**4}
 
 
-def train_series(num_steps: int, sde: str | LogNormalNoise = "edm") -> Simformer:
+def train_series(
+    num_steps: int, sde: str | LogNormalNoise = "edm", mask_weights: dict | None = None
+) -> Simformer:
     torch.manual_seed(0)
     a, y, times = simulate_linear_series(2000)
     inference = Simformer(PRIOR, sde=sde, variables=LINEAR_SERIES, **OPTIONS)
     inference.append_simulations({"a": a}, {"y": y}, metadata={"time": {"y": times}})
-    inference.train(num_steps=num_steps, **SCHEDULE)
+    inference.train(num_steps=num_steps, mask_weights=mask_weights, **SCHEDULE)
     return inference
 
 
@@ -77,17 +78,14 @@ def use_metadata_scale(scale: float) -> None:
     network.FourierEmbedding = Scaled
 
 
-def use_posterior_share(share: float) -> None:
-    """Replaces a share of the training condition masks by posterior masks (on top
-    of the fifth of the paper's mixture that is posterior already)."""
-
-    def weighted(batch: int, num_parameters: int, num_data: int, **kwargs):  # noqa: ANN202
-        masks = sample_condition_masks(batch, num_parameters, num_data, **kwargs)
-        chosen = torch.rand(batch, device=masks.device) < share
-        posterior = torch.arange(masks.shape[1], device=masks.device) >= num_parameters
-        return torch.where(chosen[:, None], posterior, masks)
-
-    loop.sample_condition_masks = weighted
+def posterior_weights(share: float) -> dict[str, float]:
+    """``mask_weights`` that replace ``share`` of the paper's masks by posterior
+    masks (on top of the fifth that is posterior already)."""
+    if share >= 1.0:
+        return {"posterior": 1.0}
+    weights = dict.fromkeys(MASK_KINDS, 1.0)
+    weights["posterior"] = (1.0 + 4.0 * share) / (1.0 - share)
+    return weights
 
 
 def main() -> None:
@@ -101,8 +99,8 @@ def main() -> None:
     mean, std = linear_series_posterior(TIMES_O, Y_O)
     print(f"| exact | {mean:.3f} / {std:.3f} |")
     if args.posterior_share is not None:
-        use_posterior_share(args.posterior_share)
-        weighted = train_series(args.num_steps)
+        weights = posterior_weights(args.posterior_share)
+        weighted = train_series(args.num_steps, mask_weights=weights)
         series_row(f"series, {args.posterior_share:.0%} more posterior masks", weighted)
         return
     if args.metadata_scale is not None:
