@@ -174,6 +174,7 @@ def ode_log_prob(
     missing: Tensor,
     steps: int = 64,
     exact_below: int = 10,
+    tokens: Tokens | None = None,
 ) -> Tensor:
     """Log-density of the latent entries of ``values`` given the conditioned ones.
 
@@ -184,6 +185,7 @@ def ode_log_prob(
         missing: ``(batch, n)``, ``True`` = missing (marginalized).
         steps: Heun steps from ``sigma_min`` to ``sigma_max`` on the EDM grid.
         exact_below: Exact divergence up to this many latents, Hutchinson above.
+        tokens: Token kinds and metadata (networks trained with ``variables``).
 
     Returns:
         ``(batch,)`` log-densities in standardized coordinates.
@@ -193,11 +195,11 @@ def ode_log_prob(
     dims = torch.nonzero(latent.any(dim=0)).flatten().tolist()
     probe = None if exact else rademacher(values) * latent
     times = _grid(estimator, steps, values).flip(0)
-    field = _field(estimator, condition_mask, missing)
+    field = _field(estimator, condition_mask, missing, tokens)
     sigma_max = estimator.noise.sigma_max
     with torch.no_grad():
         v, integral = integrate_with_divergence(field, values, times, probe, dims)
         column = torch.full_like(values[:, :1], sigma_max)
-        mean = estimator.denoise(v, column, condition_mask, missing)
+        mean = estimator.denoise(v, column, condition_mask, missing, tokens)
     variance = values.new_tensor(1 + sigma_max**2)
     return gaussian_log_prob(v - mean, variance, mask=latent) + integral

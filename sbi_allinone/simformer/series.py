@@ -19,7 +19,7 @@ from torch import Tensor
 
 from sbi_allinone.simformer.estimator import SimformerEstimator
 from sbi_allinone.simformer.posterior import DEFAULT_ODE_SOLVER, DEFAULT_STEPS
-from sbi_allinone.simformer.sampling import sample_ode
+from sbi_allinone.simformer.sampling import ode_log_prob, sample_ode
 from sbi_allinone.simformer.tokens import Layout, Variables, arrange
 
 __all__ = ["SeriesPosterior"]
@@ -103,11 +103,7 @@ class SeriesPosterior:
             given, padding NaN).
         """
         layout = arrange(self.variables, theta, x, metadata, self.channels)
-        if layout.values.shape[0] != 1:
-            raise ValueError(
-                "Pass one observation (batch 1) to `sample`, got "
-                f"{layout.values.shape[0]}."
-            )
+        self._observation(layout)
         given = _names(theta, self.variables.theta) | _names(x, self.variables.x)
         latent = self._latent(layout, given)
         num_samples = int(torch.Size(sample_shape).numel())
@@ -119,6 +115,75 @@ class SeriesPosterior:
         )
         samples = draws.reshape(*sample_shape, -1)
         return self._by_variable(layout, latent, samples, theta is None)
+
+    def log_prob(
+        self,
+        theta: Tensor,
+        x: Tensor | dict[str, Tensor],
+        metadata: dict[str, dict[str, Tensor]] | None = None,
+        steps: int = 64,
+    ) -> Tensor:
+        """Log-density of fixed-size parameters given one observation, by the
+        probability-flow ODE (exact divergence up to 10 parameters).
+
+        Args:
+            theta: Parameter rows ``(batch, num_theta)``.
+            x: One observation, as in :meth:`sample`; its NaN values are
+                marginalized.
+            metadata: Its metadata, as in :meth:`sample`.
+            steps: ODE steps.
+
+        Returns:
+            ``(batch,)`` log-densities in original units.
+        """
+        if any(size == "series" for size in self.variables.theta.values()):
+            raise ValueError(
+                "`log_prob` needs fixed-size parameters; a series parameter has no "
+                "density over a fixed set of values here."
+            )
+        layout = self._observation(
+            arrange(self.variables, None, x, metadata, self.channels)
+        )
+        latent = layout.is_theta.to(self.device)
+        theta = torch.as_tensor(theta, dtype=torch.float32, device=self.device)
+        if theta.ndim != 2 or theta.shape[1] != int(latent.sum()):
+            raise ValueError(
+                f"`theta` must have shape (batch, {int(latent.sum())}), got "
+                f"{tuple(theta.shape)}."
+            )
+        return torch.cat(
+            [
+                self._log_prob_rows(layout, latent, rows, steps)
+                for rows in theta.split(CHUNK_ROWS)
+            ]
+        ).cpu()
+
+    def _log_prob_rows(
+        self, layout: Layout, latent: Tensor, theta: Tensor, steps: int
+    ) -> Tensor:
+        tokens = layout.tokens.to(self.device)
+        values = layout.values.to(self.device).expand(len(theta), -1).clone()
+        values[:, latent] = theta
+        missing = torch.isnan(values) & ~latent
+        standardized = torch.nan_to_num(self.estimator.standardize(values, tokens))
+        log_prob = ode_log_prob(
+            self.estimator, standardized, ~(latent | missing), missing, steps,
+            tokens=tokens,
+        )  # fmt: skip
+        # Change of variables from standardized to original units.
+        ones = torch.ones_like(values[:1])
+        std = self.estimator.unstandardize(ones, tokens) - self.estimator.unstandardize(
+            torch.zeros_like(ones), tokens
+        )
+        return log_prob - std[0, latent].log().sum()
+
+    @staticmethod
+    def _observation(layout: Layout) -> Layout:
+        if layout.values.shape[0] != 1:
+            raise ValueError(
+                f"Pass one observation (batch 1), got {layout.values.shape[0]}."
+            )
+        return layout
 
     def _latent(self, layout: Layout, given: set[str]) -> Tensor:
         """``(n,)``, ``True`` for the tokens to sample."""

@@ -69,6 +69,31 @@ def test_padding_and_predictive_at_new_times(trained):
     assert abs(float(predictive["y"][:, 2].mean()) - 1.8 * mean) < 0.4
 
 
+@pytest.mark.filterwarnings("ignore:Maximum number of epochs")
+def test_log_prob_is_a_density_near_the_exact_posterior(trained):
+    posterior = trained.build_posterior()
+    times = torch.linspace(0.3, 1.9, 6)[None]
+    y = 1.5 * times
+    grid = torch.linspace(0.5, 2.5, 401)[:, None]
+    log_prob = posterior.log_prob(grid, x={"y": y}, metadata={"time": {"y": times}})
+    assert log_prob.shape == (401,) and torch.isfinite(log_prob).all()
+    density = log_prob.exp()
+    step = float(grid[1] - grid[0])
+    assert abs(float(density.sum()) * step - 1.0) < 0.05
+    mean, std = linear_series_posterior(times, y)
+    grid_mean = float((density * grid[:, 0]).sum() / density.sum())
+    assert abs(grid_mean - mean) < 0.06
+    # Padding changes nothing: it is never attended to.
+    padded = posterior.log_prob(
+        grid[::40],
+        x={"y": torch.cat([y, torch.full((1, 3), NAN)], 1)},
+        metadata={"time": {"y": torch.cat([times, torch.full((1, 3), NAN)], 1)}},
+    )
+    assert torch.allclose(padded, log_prob[::40], atol=1e-4)
+    with pytest.raises(ValueError, match=r"`theta` must have shape \(batch, 1\)"):
+        posterior.log_prob(grid.T, x={"y": y}, metadata={"time": {"y": times}})
+
+
 def test_clear_errors():
     prior = Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
     a, y, times = simulate_linear_series(20)
@@ -126,3 +151,7 @@ def test_function_valued_parameter_queried_at_new_times():
     # The posterior's straight line: beta(1) - beta(0) = c1, with sd 0.1.
     slope = samples["beta"][:, -1] - samples["beta"][:, 0]
     assert abs(float(slope.mean()) - 100 / 101 * -1.0) < 0.15
+    with pytest.raises(ValueError, match="`log_prob` needs fixed-size parameters"):
+        inference.build_posterior().log_prob(
+            torch.zeros(1, 11), x={"x": x_o}, metadata={"time": {"beta": query}}
+        )
