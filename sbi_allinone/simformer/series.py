@@ -14,8 +14,13 @@ token is what:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from sbi.samplers.rejection.rejection import accept_reject_sample
+from sbi.utils.sbiutils import within_support
 from torch import Tensor
+from torch.distributions import Distribution
 
 from sbi_allinone.simformer.estimator import SimformerEstimator
 from sbi_allinone.simformer.posterior import DEFAULT_ODE_SOLVER, DEFAULT_STEPS
@@ -38,6 +43,8 @@ class SeriesPosterior:
         steps: Steps of the probability-flow ODE sampler.
         ode_solver: ``"multistep"`` or ``"heun"``.
         device: Device of sampling.
+        prior: Prior of the fixed-size parameters: posterior samples outside its
+            support are rejected, as in sbi; ``None``: no rejection.
     """
 
     def __init__(
@@ -48,10 +55,12 @@ class SeriesPosterior:
         steps: int,
         ode_solver: str,
         device: str = "cpu",
+        prior: Distribution | None = None,
     ) -> None:
         self.estimator = estimator.eval()
         self.variables, self.channels = variables, channels
         self.steps, self.ode_solver, self.device = steps, ode_solver, device
+        self.prior = prior
 
     @classmethod
     def build(
@@ -63,6 +72,7 @@ class SeriesPosterior:
         steps: int | None = None,
         ode_solver: str | None = None,
         device: str = "cpu",
+        prior: Distribution | None = None,
         **unsupported: object,
     ) -> SeriesPosterior:
         """The posterior with the Simformer's default sampler settings; raises for
@@ -74,7 +84,7 @@ class SeriesPosterior:
             )
         return cls(
             estimator, variables, channels, steps or DEFAULT_STEPS["ode"],
-            ode_solver or DEFAULT_ODE_SOLVER, device,
+            ode_solver or DEFAULT_ODE_SOLVER, device, prior,
         )  # fmt: skip
 
     def sample(
@@ -83,6 +93,7 @@ class SeriesPosterior:
         x: Tensor | dict[str, Tensor] | None = None,
         metadata: dict[str, dict[str, Tensor]] | None = None,
         theta: Tensor | dict[str, Tensor] | None = None,
+        show_progress_bars: bool = False,
     ) -> Tensor | dict[str, Tensor]:
         """Samples of everything not given, conditioned on everything given.
 
@@ -95,26 +106,62 @@ class SeriesPosterior:
                 the times of the observed points, or of the points to sample).
             theta: Given parameters (e.g. for the likelihood or the posterior
                 predictive), as ``x``.
+            show_progress_bars: Show the progress of prior-support rejection.
 
         Returns:
             With only fixed-size parameters sampled: ``(*sample_shape,
-            num_theta)``, as sbi's posteriors. Otherwise a dict of each variable
-            with sampled tokens to ``(*sample_shape, width)`` (given entries as
-            given, padding NaN).
+            num_theta)``, as sbi's posteriors (inside the prior's support, if
+            there is a prior). Otherwise a dict of each variable with sampled
+            tokens to ``(*sample_shape, width)`` (given entries as given,
+            padding NaN).
         """
-        layout = arrange(self.variables, theta, x, metadata, self.channels)
-        self._observation(layout)
+        layout = self._observation(
+            arrange(self.variables, theta, x, metadata, self.channels)
+        )
         given = _names(theta, self.variables.theta) | _names(x, self.variables.x)
         latent = self._latent(layout, given)
         num_samples = int(torch.Size(sample_shape).numel())
-        draws = torch.cat(
-            [
-                self._draw(layout, latent, rows)
-                for rows in _chunks(num_samples, CHUNK_ROWS)
-            ]
-        )
-        samples = draws.reshape(*sample_shape, -1)
-        return self._by_variable(layout, latent, samples, theta is None)
+        if self._samples_theta(layout, latent, theta is None):
+            samples = self._theta_in_support(
+                layout, latent, num_samples, show_progress_bars
+            )
+            return samples.reshape(*sample_shape, -1)
+        samples = self._draws(layout, latent, num_samples).reshape(*sample_shape, -1)
+        sampled = [
+            name for name, columns in layout.columns.items() if latent[columns].any()
+        ]
+        return {name: samples[..., layout.columns[name]] for name in sampled}
+
+    def sample_batched(
+        self,
+        sample_shape: tuple[int, ...],
+        x: Tensor | dict[str, Tensor],
+        metadata: dict[str, dict[str, Tensor]] | None = None,
+        theta: Tensor | dict[str, Tensor] | None = None,
+    ) -> Tensor | dict[str, Tensor]:
+        """:meth:`sample` for each of a batch of observations (one sampler run
+        each: observations may differ in their numbers of points).
+
+        Args:
+            sample_shape: Samples per observation.
+            x: ``batch`` observations, as in :meth:`sample` with ``batch`` rows
+                (series NaN-padded to a common ``K``).
+            metadata: As in :meth:`sample`, with ``batch`` rows or one shared row.
+            theta: As ``x``, or ``None``.
+
+        Returns:
+            As :meth:`sample`, with a ``batch`` dimension after ``sample_shape``.
+        """
+        inputs = (x, metadata, theta)
+        batch = max(_rows_of(inputs), default=1)
+        rows = [
+            self.sample(sample_shape, *_row(inputs, index, batch))
+            for index in range(batch)
+        ]
+        dim = len(torch.Size(sample_shape))
+        if isinstance(rows[0], dict):
+            return {key: torch.stack([r[key] for r in rows], dim) for key in rows[0]}
+        return torch.stack(rows, dim)
 
     def log_prob(
         self,
@@ -225,16 +272,40 @@ class SeriesPosterior:
         out = self.estimator.unstandardize(out, tokens)
         return torch.where(latent.to(device), out, values).cpu()
 
-    def _by_variable(
-        self, layout: Layout, latent: Tensor, samples: Tensor, no_theta_given: bool
-    ) -> Tensor | dict[str, Tensor]:
+    def _samples_theta(
+        self, layout: Layout, latent: Tensor, no_theta_given: bool
+    ) -> bool:
+        """Whether exactly the fixed-size parameters are sampled (sbi's case)."""
         fixed_theta = all(s != "series" for s in self.variables.theta.values())
-        sampled = [
-            name for name, columns in layout.columns.items() if latent[columns].any()
-        ]
-        if fixed_theta and no_theta_given and sampled == list(self.variables.theta):
-            return samples[..., layout.is_theta]
-        return {name: samples[..., layout.columns[name]] for name in sampled}
+        return fixed_theta and no_theta_given and torch.equal(latent, layout.is_theta)
+
+    def _draws(self, layout: Layout, latent: Tensor, num_samples: int) -> Tensor:
+        """``(num_samples, n)`` samples, in chunks of :data:`CHUNK_ROWS`."""
+        return torch.cat(
+            [self._draw(layout, latent, rows) for rows in _chunks(num_samples)]
+        )
+
+    def _theta_in_support(
+        self, layout: Layout, latent: Tensor, num_samples: int, progress: bool
+    ) -> Tensor:
+        """``(num_samples, num_theta)`` parameter samples inside the prior's
+        support (sbi's rejection loop)."""
+        if self.prior is None:
+            return self._draws(layout, latent, num_samples)[:, latent]
+
+        def propose(shape: torch.Size, **kwargs: object) -> Tensor:
+            return self._draws(layout, latent, shape.numel())[:, None, latent]
+
+        samples, _ = accept_reject_sample(
+            proposal=propose,
+            accept_reject_fn=lambda theta: within_support(self.prior, theta),
+            num_samples=num_samples,
+            num_xos=1,
+            show_progress_bars=progress,
+            max_sampling_batch_size=CHUNK_ROWS,
+            proposal_sampling_kwargs={},
+        )
+        return samples[:, 0]
 
 
 def _names(
@@ -246,5 +317,27 @@ def _names(
     return set(given) if isinstance(given, dict) else set(variables)
 
 
-def _chunks(total: int, size: int) -> list[int]:
+def _chunks(total: int, size: int = CHUNK_ROWS) -> list[int]:
     return [min(size, total - start) for start in range(0, total, size)]
+
+
+def _rows_of(value: Any) -> list[int]:
+    """Row counts of all tensors in nested tuples and dicts."""
+    if isinstance(value, Tensor):
+        return [value.shape[0]] if value.ndim else []
+    if isinstance(value, dict):
+        value = tuple(value.values())
+    if not isinstance(value, tuple):
+        return []
+    return [rows for item in value for rows in _rows_of(item)]
+
+
+def _row(value: Any, index: int, batch: int) -> Any:
+    """Row ``index`` of every tensor with ``batch`` rows (others as they are)."""
+    if isinstance(value, Tensor):
+        return value[index : index + 1] if value.ndim and len(value) == batch else value
+    if isinstance(value, dict):
+        return {key: _row(item, index, batch) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_row(item, index, batch) for item in value)
+    return value

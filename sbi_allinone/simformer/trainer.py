@@ -362,6 +362,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
     def _series_posterior(
         self, sample_with: SampleWith | None, steps: int | None, **kwargs: Any
     ) -> SeriesPosterior:
+        kwargs.setdefault("prior", self._prior)
         return SeriesPosterior.build(
             self._trained, self._variables, self._channels, sample_with, steps,
             device=str(self._device), **kwargs,
