@@ -22,7 +22,6 @@ removes paths that the graph says are not needed, it does not make layers indepe
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -181,26 +180,56 @@ def _fill_in(neighbours: list[set[int]], node: int) -> int:
 def directed_mask(adjacency: Tensor, condition_masks: Tensor) -> Tensor:
     """Attention masks of the faithful inverse for a batch of condition masks.
 
+    The elimination of :func:`faithful_inversion` runs for all rows at once, on
+    ``(batch, n, n)`` neighbour tensors: ``n`` vectorized steps instead of a Python
+    loop per distinct mask, so a training step's masks cost a few milliseconds at
+    20 variables.
+
     Args:
         adjacency: DAG ``(n, n)``.
         condition_masks: ``(batch, n)`` booleans, ``True`` for conditioned nodes.
 
     Returns:
-        ``(batch, n, n)`` attention masks with self-attention; each distinct
-        (graph, condition mask) pair is inverted once per process.
+        ``(batch, n, n)`` attention masks with self-attention, equal to
+        :func:`faithful_inversion` row by row.
     """
+    # Training batches repeat the joint, posterior and likelihood masks.
     unique, index = torch.unique(condition_masks.bool(), dim=0, return_inverse=True)
-    graph = tuple(map(tuple, adjacency.bool().tolist()))
-    device = str(condition_masks.device)
-    masks = torch.stack(
-        [_cached_mask(graph, tuple(c.tolist()), device) for c in unique]
-    )
-    return masks[index]
+    return _inverse_masks(adjacency.bool().to(unique.device), unique)[index]
 
 
-@functools.lru_cache(maxsize=4096)
-def _cached_mask(graph: tuple, condition: tuple, device: str) -> Tensor:
-    # Samplers ask for the same condition mask at every step: invert it once.
-    adjacency = torch.tensor(graph, dtype=torch.bool, device=device)
-    inverse = faithful_inversion(adjacency, torch.tensor(condition, device=device))
-    return inverse | torch.eye(len(graph), dtype=torch.bool, device=device)
+def _inverse_masks(adjacency: Tensor, observed: Tensor) -> Tensor:
+    batch, n = observed.shape
+    eye = torch.eye(n, dtype=torch.bool, device=observed.device)
+    neighbours = moralize(adjacency).expand(batch, n, n).clone()
+    remaining = ~observed
+    inverse = torch.zeros(batch, n, n, dtype=torch.bool, device=observed.device)
+    rows = torch.arange(batch, device=observed.device)
+    for _ in range(n):
+        active = remaining.any(dim=1)
+        if not active.any():
+            break
+        node = _next_to_eliminate(adjacency, neighbours, remaining)
+        around = neighbours[rows, node] & active[:, None]
+        inverse[rows, node] |= around
+        joined = around[:, :, None] & around[:, None, :] & ~eye
+        neighbours |= joined
+        neighbours[rows, :, node] &= ~active[:, None]
+        remaining[rows, node] &= ~active
+    return inverse | eye
+
+
+def _next_to_eliminate(
+    adjacency: Tensor, neighbours: Tensor, remaining: Tensor
+) -> Tensor:
+    """``(batch,)`` index of the next latent to eliminate in each row: no remaining
+    latent child, then fewest fill-in edges, then lowest index."""
+    n = remaining.shape[1]
+    has_child = (adjacency.T.float() @ remaining.T.float()).T > 0
+    frontier = remaining & ~has_child
+    links = neighbours.float()
+    missing_links = (~neighbours).float() - torch.eye(n, device=links.device)
+    fill = (torch.bmm(links, missing_links) * links).sum(dim=2) / 2
+    index = torch.arange(n, device=links.device, dtype=links.dtype)
+    score = torch.where(frontier, fill * (n + 1) + index, torch.inf)
+    return score.argmin(dim=1)

@@ -30,7 +30,7 @@ from torch.utils._pytree import tree_leaves
 
 import sbi_allinone
 from sbi_allinone.diffusion.noise import LogNormalNoise
-from sbi_allinone.simformer import Interval, LinearConstraint, Simformer, masks
+from sbi_allinone.simformer import Interval, LinearConstraint, Simformer
 from sbi_allinone.simformer.estimator import SimformerEstimator
 from sbi_allinone.simformer.guidance import Guidance
 from sbi_allinone.simformer.network import SimformerNet
@@ -410,8 +410,6 @@ def test_samplers_make_tensors_on_the_device(device, attention):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_directed_attention_makes_tensors_on_the_device(device):
-    # Masks cached by earlier tests would not be made again.
-    getattr(masks._cached_mask, "cache_clear", lambda: None)()
     estimator = _estimator(device, "directed")
     with explicit_devices_only():
         results = _sample_everything(estimator, device)

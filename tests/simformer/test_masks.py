@@ -83,3 +83,23 @@ def test_bad_graphs():
         check_dag(torch.tensor([[0, 0], [0, 1]]))
     with pytest.raises(ValueError, match="only 2 nodes"):
         adjacency_from_parents({1: [5]}, 2)
+
+
+def _random_dag(n: int, generator: torch.Generator) -> torch.Tensor:
+    # Edges only from lower to higher index (a DAG), in a random order of nodes.
+    lower = torch.rand(n, n, generator=generator) < 0.25
+    dag = torch.tril(lower, diagonal=-1)
+    order = torch.randperm(n, generator=generator)
+    return dag[order][:, order]
+
+
+@pytest.mark.parametrize("n", [3, 7, 12, 20])
+def test_batched_directed_masks_equal_the_reference_inversion(n):
+    generator = torch.Generator().manual_seed(n)
+    for _ in range(5):
+        dag = _random_dag(n, generator)
+        conditions = torch.rand(40, n, generator=generator) < 0.4
+        masks = directed_mask(dag, conditions)
+        eye = torch.eye(n, dtype=torch.bool)
+        for row, condition in zip(masks, conditions, strict=True):
+            assert torch.equal(row, faithful_inversion(dag, condition) | eye)
