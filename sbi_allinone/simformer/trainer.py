@@ -369,10 +369,18 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         )  # fmt: skip
 
     def build_likelihood(
-        self, sample_with: SampleWith | None = None, steps: int | None = None
+        self,
+        sample_with: SampleWith | None = None,
+        steps: int | None = None,
+        guidance: Sequence[Constraint] | None = None,
+        recurrence: int = 1,
     ) -> SimformerPosterior:
-        """The likelihood ``p(x | theta)`` from the same network."""
-        return self.build_conditional(self._role_mask(data=False), sample_with, steps)
+        """The likelihood ``p(x | theta)`` from the same network (arguments as
+        :meth:`build_conditional`; ``guidance`` constrains ``x``)."""
+        mask = self._role_mask(data=False)
+        return self.build_conditional(
+            mask, sample_with, steps, guidance=guidance, recurrence=recurrence
+        )
 
     def _role_mask(self, data: bool) -> Tensor:
         if self._num_parameters is None:
