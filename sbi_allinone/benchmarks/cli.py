@@ -14,6 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sbi_allinone.benchmarks.cells import TARGETS, RunSettings, make_cells
+from sbi_allinone.benchmarks.conditionals import (
+    CONDITIONALS_TARGET,
+    add_conditional_arguments,
+    bench_conditionals,
+    report_conditionals,
+)
 from sbi_allinone.benchmarks.methods import available_methods, get_method
 from sbi_allinone.benchmarks.published import PUBLISHED_ALGORITHMS
 from sbi_allinone.benchmarks.report import plot_prefix, report_name, write_report
@@ -94,6 +100,7 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     _add_sweep_arguments(bench)
     _add_scoring_arguments(bench)
     _add_execution_arguments(bench)
+    add_conditional_arguments(bench)
 
 
 def _add_sweep_arguments(bench: argparse.ArgumentParser) -> None:
@@ -134,10 +141,12 @@ def _add_scoring_arguments(bench: argparse.ArgumentParser) -> None:
     )
     bench.add_argument(
         "--target",
-        choices=TARGETS,
+        choices=(*TARGETS, CONDITIONALS_TARGET),
         default=_SETTINGS.target,
         help="score posteriors (default) or likelihoods p(x|theta) at each "
-        "observation's true parameters against the simulator",
+        "observation's true parameters against the simulator; 'conditionals': "
+        "any conditional of the tractable joints of tree, markov_chain, two_moons, "
+        "slcp (OUT/conditionals.csv)",
     )
     bench.add_argument(
         "--max-sampling-time",
@@ -183,7 +192,7 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
         type=parse_numbers,
         help="only these observations, e.g. 1-5 (default: all)",
     )
-    report.add_argument("--target", choices=TARGETS)
+    report.add_argument("--target", choices=(*TARGETS, CONDITIONALS_TARGET))
     report.add_argument("--classifier", help="only rows scored by this classifier")
     report.add_argument(
         "--published",
@@ -203,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "list":
         return _list()
+    if args.command == "report" and args.target == CONDITIONALS_TARGET:
+        return report_conditionals(args.out, args.classifier)
     if args.command == "report":
         return _report(
             args.out,
@@ -245,6 +256,8 @@ def _report(out: str, target: str, **options: Any) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.target == CONDITIONALS_TARGET:
+        return bench_conditionals(args)
     try:
         settings = RunSettings(
             observations=tuple(args.observations),
