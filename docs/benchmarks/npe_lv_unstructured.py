@@ -119,7 +119,7 @@ def train_npe(variant: str, x: Tensor, times: Tensor, log_theta: Tensor, args):
     start = time.perf_counter()
     estimator = inference.train()
     seconds = time.perf_counter() - start
-    epochs = inference._summary["epochs_trained"][-1]
+    epochs = inference.summary["epochs_trained"][-1]
     return inference.build_posterior(estimator), seconds, epochs
 
 
