@@ -37,11 +37,10 @@ from sbi_allinone.benchmarks.unstructured import (
     LV_T_MAX,
     REFERENCE_POINTS,
     lv_unstructured_observation,
-    simulate_lv_unstructured,
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from simformer_lv_unstructured import moments  # noqa: E402
+from simformer_lv_unstructured import moments, training_set  # noqa: E402
 
 
 def padded_features(x: Tensor, times: Tensor) -> Tensor:
@@ -132,18 +131,15 @@ def main() -> None:
     parser.add_argument("--density-estimator", default="nsf")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
-    # Drawn as in simformer_lv_unstructured.py: the same seed gives the same data.
-    theta = lotka_volterra_prior().sample((args.simulations,))
-    x, times = simulate_lv_unstructured(theta)
-    valid = ~torch.isnan(x).all(dim=1)
-    x, times, log_theta = x[valid], times[valid], theta[valid].log()
+    # The Simformer record's simulations: the same seed gives the same data.
+    theta, x, times = training_set(args.simulations, args.seed)
+    log_theta = theta.log()
     observations = [lv_unstructured_observation(n) for n in (1, 2, 3, 4)]
     variants = ("padded", "set") if args.variant == "both" else (args.variant,)
     for variant in variants:
         posterior, train_time, epochs = train_npe(variant, x, times, log_theta, args)
         print(
-            f"\n{variant}: {args.simulations} simulations ({int(valid.sum())} "
+            f"\n{variant}: {args.simulations} simulations ({len(theta)} "
             f"finite), {args.density_estimator}, training {train_time:.0f} s "
             f"({epochs} epochs)"
         )

@@ -86,6 +86,16 @@ def moments(samples: torch.Tensor, reference: torch.Tensor) -> tuple[float, floa
     return float(bias), float((samples.std(0) / scale).mean())
 
 
+def training_set(simulations: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """``theta`` and the NaN-padded ``x``, ``times`` of the simulations with at least
+    one finite point, drawn from ``seed`` (shared with the NPE baseline)."""
+    torch.manual_seed(seed)
+    theta = lotka_volterra_prior().sample((simulations,))
+    x, times = simulate_lv_unstructured(theta)
+    valid = ~torch.isnan(x).all(dim=1)
+    return theta[valid], x[valid], times[valid]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--simulations", type=int, default=10_000)
@@ -100,13 +110,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
-    theta = lotka_volterra_prior().sample((args.simulations,))
-    x, times = simulate_lv_unstructured(theta)
-    valid = ~torch.isnan(x).all(dim=1)
-    values, metadata = as_series(x[valid], times[valid])
+    theta, x, times = training_set(args.simulations, args.seed)
+    values, metadata = as_series(x, times)
     inference = Simformer(variables=SPEC, show_progress_bars=False)
-    inference.append_simulations(as_theta(theta[valid]), values, metadata=metadata)
+    inference.append_simulations(as_theta(theta), values, metadata=metadata)
     start = time.perf_counter()
     weights = None
     if args.posterior_share is not None:
@@ -115,7 +122,7 @@ def main() -> None:
     train_time = time.perf_counter() - start
     posterior = inference.build_posterior()
     print(
-        f"{args.simulations} simulations ({int(valid.sum())} finite), "
+        f"{args.simulations} simulations ({len(theta)} finite), "
         f"training {train_time:.0f} s"
     )
     print(

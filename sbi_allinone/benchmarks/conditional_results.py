@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from sbi_allinone.benchmarks.results import append_csv
 
 __all__ = [
     "CONDITIONALS_FILE",
@@ -86,14 +87,7 @@ def append_conditional_results(out_dir: str | Path, rows: Sequence[dict]) -> Non
     """
     path = Path(out_dir) / CONDITIONALS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CONDITIONAL_COLUMNS)
-        if new_file:
-            writer.writeheader()
-        writer.writerows(rows)
-        f.flush()
-        os.fsync(f.fileno())
+    append_csv(path, CONDITIONAL_COLUMNS, rows)
 
 
 def completed_conditional_cells(

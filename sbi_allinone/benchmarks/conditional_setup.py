@@ -14,7 +14,7 @@ from sbi.utils import BoxUniform
 from torch import Tensor
 from torch.distributions import Distribution, MultivariateNormal
 
-from sbi_allinone.benchmarks.cells import Cell, RunSettings
+from sbi_allinone.benchmarks.cells import Cell, RunSettings, make_cells
 from sbi_allinone.benchmarks.conditional_references import DEFAULT_CACHE_DIR
 from sbi_allinone.benchmarks.conditional_tasks import (
     MASK_KINDS,
@@ -22,7 +22,7 @@ from sbi_allinone.benchmarks.conditional_tasks import (
     conditional_task,
     evaluation_masks,
 )
-from sbi_allinone.benchmarks.methods import get_method, parse_method_spec
+from sbi_allinone.benchmarks.methods import parse_method_spec
 
 __all__ = [
     "SIMFORMER_ATTENTION",
@@ -224,16 +224,4 @@ def conditional_cells(
     Returns:
         The cells.
     """
-    tasks, budgets, seeds = list(tasks), list(budgets), list(seeds)
-    methods = [get_method(name).name for name in methods]
-    for name in tasks:
-        conditional_task(name)
-    if any(b < 2 for b in budgets):
-        raise ValueError(f"`budgets` must be at least 2 simulations, got {budgets}.")
-    return [
-        Cell(t, m, b, s)
-        for b in sorted(budgets)
-        for t in tasks
-        for m in methods
-        for s in seeds
-    ]
+    return make_cells(tasks, methods, budgets, seeds, check_task=conditional_task)

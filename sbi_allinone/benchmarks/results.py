@@ -21,6 +21,7 @@ from sbi_allinone.benchmarks.cells import RunSettings, check_target
 __all__ = [
     "COLUMNS",
     "RESULTS_FILE",
+    "append_csv",
     "append_results",
     "completed_cells",
     "read_results",
@@ -110,9 +111,15 @@ def append_results(
     path = Path(out_dir) / results_file(target)
     if path.exists() and _header(path) != list(COLUMNS):
         _write_rows(path, read_results(out_dir, target))
+    append_csv(path, COLUMNS, rows)
+
+
+def append_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> None:
+    """Append ``rows`` to the CSV file ``path`` (header first if it is new), and
+    sync it to disk: a killed run keeps every finished cell."""
     new_file = not path.exists()
     with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=list(columns))
         if new_file:
             writer.writeheader()
         writer.writerows(rows)
