@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sbi_allinone.benchmarks.cells import TARGETS, RunSettings, make_cells
+from sbi_allinone.benchmarks.conditional_tasks import CONDITIONAL_TASKS
 from sbi_allinone.benchmarks.conditionals import (
     CONDITIONALS_TARGET,
     add_conditional_arguments,
@@ -228,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _list() -> int:
     print("tasks:  ", ", ".join(TASK_NAMES))
+    print("tasks of --target conditionals:", ", ".join(CONDITIONAL_TASKS))
     print("methods:")
     for name in available_methods():
         print(f"  {name:<10} {get_method(name).description}")

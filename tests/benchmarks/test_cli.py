@@ -58,6 +58,7 @@ def test_list(capsys):
     printed = capsys.readouterr().out
     assert "two_moons" in printed and "npse" in printed and "fmpe" in printed
     assert "npe_sbibm" in printed
+    assert "conditionals: tree, markov_chain" in printed
 
 
 def test_bench_defaults_are_the_run_settings_defaults():
