@@ -98,7 +98,9 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
         undirected = None if graph is None else undirected_mask(graph)
         self.register_buffer("_undirected", undirected)
 
-    def _statistics(self, tokens: Tokens | None) -> tuple[Tensor, Tensor]:
+    def statistics(self, tokens: Tokens | None = None) -> tuple[Tensor, Tensor]:
+        """Training mean and std of each token's variable, ``(..., n)`` each
+        (``(num_nodes,)`` without ``tokens``)."""
         if tokens is None:
             return self.mean, self.std
         return self.mean[tokens.node_ids], self.std[tokens.node_ids]
@@ -106,12 +108,12 @@ class SimformerEstimator(AveragedNetwork, nn.Module):
     def standardize(self, values: Tensor, tokens: Tokens | None = None) -> Tensor:
         """Z-score ``(..., n)`` values with the training statistics of each token's
         variable (``n = num_nodes`` without ``tokens``)."""
-        mean, std = self._statistics(tokens)
+        mean, std = self.statistics(tokens)
         return (values - mean) / std
 
     def unstandardize(self, values: Tensor, tokens: Tokens | None = None) -> Tensor:
         """Undo :meth:`standardize`."""
-        mean, std = self._statistics(tokens)
+        mean, std = self.statistics(tokens)
         return values * std + mean
 
     def attention_mask(

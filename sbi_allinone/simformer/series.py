@@ -218,11 +218,8 @@ class SeriesPosterior:
             tokens=tokens,
         )  # fmt: skip
         # Change of variables from standardized to original units.
-        ones = torch.ones_like(values[:1])
-        std = self.estimator.unstandardize(ones, tokens) - self.estimator.unstandardize(
-            torch.zeros_like(ones), tokens
-        )
-        return log_prob - std[0, latent].log().sum()
+        _, std = self.estimator.statistics(tokens)
+        return log_prob - std.expand_as(values)[0, latent].log().sum()
 
     @staticmethod
     def _observation(layout: Layout) -> Layout:
