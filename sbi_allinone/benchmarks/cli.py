@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from sbi_allinone.benchmarks.cells import TARGETS, RunSettings, make_cells
@@ -257,7 +259,31 @@ def _report(out: str, target: str, **options: Any) -> int:
     return 0
 
 
+def _bench_error(args: argparse.Namespace) -> str | None:
+    """What makes ``bench``'s arguments unusable (``None`` if nothing): empty
+    lists, fewer than one job or thread, a results folder that cannot be written."""
+    for name in ("tasks", "methods", "budgets", "observations", "seeds"):
+        if not getattr(args, name):
+            return f"--{name} is empty"
+    if args.jobs < 1:
+        return f"--jobs must be at least 1, got {args.jobs}"
+    if args.threads is not None and args.threads < 1:
+        return f"--threads must be at least 1, got {args.threads}"
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        return f"--out {args.out!r} cannot be written: {error.strerror or error}"
+    return None
+
+
 def _bench(args: argparse.Namespace) -> int:
+    problem = _bench_error(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.target == CONDITIONALS_TARGET:
         return bench_conditionals(args)
     try:
@@ -281,6 +307,12 @@ def _bench(args: argparse.Namespace) -> int:
     except ImportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished cells are saved; run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     for cell, error in failures:
         print(f"cell {cell} failed: {type(error).__name__}: {error}", file=sys.stderr)
     if args.report:

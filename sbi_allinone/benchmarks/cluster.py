@@ -6,7 +6,8 @@ as one task, ``run_cell(cell, settings, method)``; the client appends a cell's r
 written once. A worker that dies takes its running cell with it: the scheduler runs
 that cell again on another worker (Dask's ``distributed.scheduler.allowed-failures``
 times, 3 by default), and only the finished run is written. An interrupted client
-cancels what is left; run the same command again and it resumes from the file.
+writes the cells finished so far and cancels what is left (a local cluster is shut
+down); run the same command again and it resumes from the file.
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ def run_on_dask(
                 failures.append((cell, future.exception()))
             if on_finished is not None:
                 on_finished(cell)
+    except KeyboardInterrupt:
+        # Cells that finished before the interrupt but are not written yet.
+        for future in [f for f in futures if f.status == "finished"]:
+            append_results(out_dir, future.result(), settings.target)
+        raise
     finally:
         # Interrupted (Ctrl-C, a failed write): nothing else runs for this client.
         client.cancel(list(futures))

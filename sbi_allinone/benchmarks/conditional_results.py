@@ -9,14 +9,13 @@ column per method.
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from sbi_allinone.benchmarks.results import append_csv
+from sbi_allinone.benchmarks.results import append_csv, read_csv
 
 __all__ = [
     "CONDITIONALS_FILE",
@@ -65,17 +64,16 @@ def read_conditional_results(out_dir: str | Path) -> list[dict]:
 
     Returns:
         The rows (``[]`` without a file); ``mask`` stays a bit string such as
-        ``"0001111"`` (``1`` = conditioned entry of ``[theta, x]``).
+        ``"0001111"`` (``1`` = conditioned entry of ``[theta, x]``). Damaged
+        lines are skipped with a warning naming the line (:func:`~.results.read_csv`).
     """
-    path = Path(out_dir) / CONDITIONALS_FILE
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        row.update({key: int(row[key]) for key in _INTEGERS})
-        row.update({key: float(row[key]) for key in _FLOATS})
-    return rows
+    return read_csv(Path(out_dir) / CONDITIONALS_FILE, CONDITIONAL_COLUMNS, _parse)
+
+
+def _parse(row: dict) -> dict:
+    row.update({key: int(row[key]) for key in _INTEGERS})
+    row.update({key: float(row[key]) for key in _FLOATS})
+    return row
 
 
 def append_conditional_results(out_dir: str | Path, rows: Sequence[dict]) -> None:

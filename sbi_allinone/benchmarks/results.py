@@ -4,16 +4,20 @@ A results folder holds one file per target (:func:`results_file`: ``results.csv`
 for posteriors, ``likelihood.csv`` for likelihoods). The runner appends each
 finished cell's rows at once and durably (:func:`append_results`), so an interrupted
 sweep resumes where it stopped (:func:`completed_cells`) and never loses finished
-cells. Files written before the torch C2ST are read, and rewritten on the next
-append, with their ``"mlp"`` rows renamed ``"mlp_sklearn"`` (:func:`read_results`).
+cells. A damaged file (a line cut short by a crash, garbled text) loses only its
+damaged lines, each reported by a warning (:func:`read_csv`). Files written before
+the torch C2ST are read, and rewritten on the next append, with their ``"mlp"`` rows
+renamed ``"mlp_sklearn"`` (:func:`read_results`).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sbi_allinone.benchmarks.cells import RunSettings, check_target
@@ -24,6 +28,7 @@ __all__ = [
     "append_csv",
     "append_results",
     "completed_cells",
+    "read_csv",
     "read_results",
     "results_file",
 ]
@@ -57,23 +62,71 @@ COLUMNS = (
 )
 
 
+# The columns of files written before the torch C2ST.
+_LEGACY_COLUMNS = tuple(c for c in COLUMNS if c != "c2st_time_s")
+
+
 def read_results(out_dir: str | Path, target: str = "posterior") -> list[dict]:
     """Rows of a results folder's CSV file, numbers converted; ``[]`` if none.
 
     Files written before the torch C2ST (no ``c2st_time_s`` column) were scored by
-    sklearn: their ``"mlp"`` rows are read as ``"mlp_sklearn"``.
+    sklearn: their ``"mlp"`` rows are read as ``"mlp_sklearn"``. Damaged lines (cut
+    short by a crash, garbled) are skipped, each with a warning (:func:`read_csv`).
 
     Args:
         out_dir: Results folder.
         target: ``"posterior"`` or ``"likelihood"`` rows.
+
+    Returns:
+        The readable rows, in file order.
     """
     path = Path(out_dir) / results_file(target)
+    legacy = _header(path) == list(_LEGACY_COLUMNS)
+    columns = _LEGACY_COLUMNS if legacy else COLUMNS
+    return read_csv(path, columns, lambda row: _parse_row(row, legacy))
+
+
+def read_csv(
+    path: Path, columns: Sequence[str], parse: Callable[[dict], dict]
+) -> list[dict]:
+    """Rows of a CSV file written by :func:`append_csv`, each converted by ``parse``.
+
+    A line that does not hold one value per column, or that ``parse`` rejects, is
+    skipped with a warning naming the file and the line: a damaged file (a crash
+    mid-write, garbled text) costs its damaged rows only. A header other than
+    ``columns`` is warned about, and the rows are read as ``columns``.
+
+    Args:
+        path: The CSV file; none: no rows.
+        columns: The columns the file should have.
+        parse: Converts one row (a dict of strings) and raises ``ValueError``,
+            ``KeyError`` or ``TypeError`` on bad values.
+
+    Returns:
+        The converted rows, in file order.
+    """
     if not path.exists():
         return []
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        legacy = "c2st_time_s" not in (reader.fieldnames or ())
-        return [_parse_row(row, legacy) for row in reader]
+    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            values = next(csv.reader([line.rstrip("\r")]))
+            if len(values) != len(columns):
+                raise ValueError(f"{len(values)} values for {len(columns)} columns")
+            if number == 1:
+                if values != list(columns):
+                    raise ValueError(f"header is not {','.join(columns)}")
+                continue
+            rows.append(parse(dict(zip(columns, values, strict=True))))
+        except (csv.Error, ValueError, KeyError, TypeError) as error:
+            warnings.warn(
+                f"{path}, line {number}: damaged, skipped ({error}): {line[:200]!r}",
+                stacklevel=3,
+            )
+    return rows
 
 
 def _parse_row(row: dict, legacy: bool = False) -> dict:
@@ -105,31 +158,62 @@ def append_results(
 ) -> None:
     """Append rows (dicts over :data:`COLUMNS`) to the target's CSV file, durably.
 
-    A file with older columns is first rewritten with the current ones (its
-    ``"mlp"`` rows renamed ``"mlp_sklearn"``, see :func:`read_results`).
+    A file with the columns of before the torch C2ST is first rewritten with the
+    current ones (its ``"mlp"`` rows renamed ``"mlp_sklearn"``, see
+    :func:`read_results`).
+
+    Args:
+        out_dir: Results folder.
+        rows: The rows of one finished cell.
+        target: ``"posterior"`` or ``"likelihood"`` rows.
     """
     path = Path(out_dir) / results_file(target)
-    if path.exists() and _header(path) != list(COLUMNS):
+    if _header(path) == list(_LEGACY_COLUMNS):
         _write_rows(path, read_results(out_dir, target))
     append_csv(path, COLUMNS, rows)
 
 
 def append_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> None:
-    """Append ``rows`` to the CSV file ``path`` (header first if it is new), and
-    sync it to disk: a killed run keeps every finished cell."""
-    new_file = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns))
-        if new_file:
-            writer.writeheader()
-        writer.writerows(rows)
+    """Append ``rows`` to the CSV file ``path`` (header first if it is new or empty)
+    in one write, synced to disk: a killed run keeps every finished cell, and never
+    leaves part of a row.
+
+    A file whose last line lacks its line break (cut short by a crash) gets one
+    first, so the damaged line stays apart (:func:`read_csv` skips it) and the new
+    rows stay whole.
+
+    Args:
+        path: The CSV file.
+        columns: Its columns, in order.
+        rows: Dicts over ``columns``.
+    """
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns))
+    size = path.stat().st_size if path.exists() else 0
+    if size == 0:
+        writer.writeheader()
+    writer.writerows(rows)
+    data = text.getvalue().encode()
+    with path.open("ab+") as f:
+        if size > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                data = b"\n" + data
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
 
 def _header(path: Path) -> list[str]:
-    with path.open(newline="") as f:
-        return next(csv.reader(f), [])
+    """The first line's values (``[]`` without a file or a readable first line)."""
+    if not path.exists():
+        return []
+    with path.open("rb") as f:
+        first = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+    try:
+        return next(csv.reader([first]), [])
+    except csv.Error:
+        return []
 
 
 def _write_rows(path: Path, rows: Sequence[dict]) -> None:

@@ -54,6 +54,11 @@ from sbi_allinone.benchmarks.cells import (
     data_seed,
     make_cells,
 )
+from sbi_allinone.benchmarks.interrupts import (
+    interrupt_after_scoring,
+    sigterm_as_interrupt,
+    terminate_workers,
+)
 from sbi_allinone.benchmarks.methods import Method, TrainedPosterior, get_method
 from sbi_allinone.benchmarks.results import (
     RESULTS_FILE,
@@ -224,8 +229,18 @@ def _c2st(
     """C2ST and seconds spent scoring, per ``(reference, samples)`` pair.
 
     The torch MLPs score all pairs together (one stack of classifiers); each pair's
-    seconds are then an equal share. NaN or infinite samples score NaN.
+    seconds are then an equal share. NaN or infinite samples score NaN. Ctrl-C
+    while scoring raises ``KeyboardInterrupt``, even though sklearn's MLP catches it
+    (and would return an under-trained classifier's score).
     """
+    with interrupt_after_scoring():
+        return _scores(pairs, classifier, device)
+
+
+def _scores(
+    pairs: list[tuple[torch.Tensor, torch.Tensor]], classifier: str, device: str
+) -> list[tuple[float, float]]:
+    """:func:`_c2st`, Ctrl-C aside."""
     trimmed = {}
     for i, (reference, samples) in enumerate(pairs):
         samples = samples.reshape(-1, reference.shape[1]).float()
@@ -281,6 +296,10 @@ def run_benchmark(
 
     Returns:
         The cells that failed, with their exceptions (finished cells are saved).
+
+    Raises:
+        KeyboardInterrupt: On Ctrl-C or ``SIGTERM``: workers are stopped, finished
+            cells saved, interrupted ones not.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -300,18 +319,29 @@ def run_benchmark(
         disable=not show_progress_bars,
     )
     try:
-        if scheduler is not None:
-            from sbi_allinone.benchmarks.cluster import dask_client, run_on_dask
-
-            with dask_client(scheduler, jobs) as client:
-                return run_on_dask(
-                    todo, settings, out_dir, client, lambda _: bar.update()
-                )
-        if jobs == 1:
-            return _run_here(todo, settings, out_dir, bar)
-        return _run_in_processes(todo, settings, out_dir, jobs, bar)
+        with sigterm_as_interrupt():  # `kill` stops a sweep as Ctrl-C does
+            return _run(todo, settings, out_dir, jobs, scheduler, bar)
     finally:
         bar.close()
+
+
+def _run(
+    cells: Sequence[Cell],
+    settings: RunSettings,
+    out_dir: Path,
+    jobs: int,
+    scheduler: str | None,
+    bar,  # noqa: ANN001 -- a tqdm progress bar
+) -> list[tuple[Cell, BaseException]]:
+    """Run ``cells`` here, in processes or on Dask (see :func:`run_benchmark`)."""
+    if scheduler is None and jobs == 1:
+        return _run_here(cells, settings, out_dir, bar)
+    if scheduler is None:
+        return _run_in_processes(cells, settings, out_dir, jobs, bar)
+    from sbi_allinone.benchmarks.cluster import dask_client, run_on_dask
+
+    with dask_client(scheduler, jobs) as client:
+        return run_on_dask(cells, settings, out_dir, client, lambda _: bar.update())
 
 
 def _run_here(
@@ -331,17 +361,36 @@ def _run_here(
 def _run_in_processes(
     cells: Sequence[Cell], settings: RunSettings, out_dir: Path, jobs: int, bar
 ) -> list[tuple[Cell, BaseException]]:
+    """Cells in ``jobs`` processes. An interrupt (of this process or of a worker)
+    stops the workers at once, saves the cells finished so far, and is raised."""
     failures = []
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        futures: dict[Future, Cell] = {
-            pool.submit(run_cell, cell, settings, get_method(cell.method)): cell
-            for cell in cells
-        }
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"))
+    futures: dict[Future, Cell] = {
+        pool.submit(run_cell, cell, settings, get_method(cell.method)): cell
+        for cell in cells
+    }
+    try:
         for future in as_completed(futures):
-            error = future.exception()
+            cell, error = futures.pop(future), future.exception()
+            if isinstance(error, KeyboardInterrupt):
+                raise error
             if error is None:
                 append_results(out_dir, future.result(), settings.target)
             else:
-                failures.append((futures[future], error))
+                failures.append((cell, error))
             bar.update()
+    except BaseException:
+        terminate_workers(pool)
+        _save_finished(futures, settings, out_dir)
+        raise
+    pool.shutdown()
     return failures
+
+
+def _save_finished(
+    futures: dict[Future, Cell], settings: RunSettings, out_dir: Path
+) -> None:
+    """Append the rows of the cells among ``futures`` that finished without error."""
+    for future in futures:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            append_results(out_dir, future.result(), settings.target)

@@ -55,9 +55,27 @@ def train_slow_prior(theta, x, prior, show_progress_bars=False):
     return TrainedPosterior(PriorSampler(prior), epochs=0)
 
 
+# Budgets from which a stuck cell sleeps (for interrupting a sweep mid-cell).
+STUCK_FROM = 60
+
+
+def train_prior_or_stuck(theta, x, prior, show_progress_bars=False):
+    """The prior at once below ``STUCK_FROM`` simulations, else a two-minute sleep;
+    each start is logged as :func:`train_slow_prior` does."""
+    log = os.environ.get(STARTS_LOG)
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{len(theta)} {os.getpid()}\n")
+    if len(theta) >= STUCK_FROM:
+        time.sleep(120)
+    return TrainedPosterior(PriorSampler(prior), epochs=0)
+
+
 def register_test_methods():
     if "test_slow_prior" not in available_methods():
         register_method("test_slow_prior", train_slow_prior, "prior, after a sleep")
+    if "test_prior_or_stuck" not in available_methods():
+        register_method("test_prior_or_stuck", train_prior_or_stuck, "prior, or stuck")
     if FAST not in available_methods():
         register_method(FAST, train_fast, "NPE, 5 epochs (tests only)")
         register_method("test_interrupted", train_interrupted, "raises Ctrl-C")
