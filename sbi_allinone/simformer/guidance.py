@@ -36,11 +36,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import torch
 from torch import Tensor
 
-from sbi_allinone.simformer.shapes import as_matrix
+from sbi_allinone.simformer.shapes import as_matrix, as_tensor
 
 __all__ = [
     "Constraint",
@@ -82,14 +83,20 @@ class LinearConstraint:
             torch.float64,
             device,
         )
-        bounds = torch.as_tensor(self.bounds, dtype=torch.float64, device=device)
-        bounds = bounds.reshape(-1)
+        empty = torch.nonzero((weights == 0).all(dim=1)).flatten().tolist()
+        if weights.shape[0] == 0 or empty:
+            raise ValueError(
+                "`weights` must have at least one row and no row of zeros (it "
+                f"would constrain nothing); got rows {empty[:5]} of zeros in "
+                f"{weights.shape[0]} rows."
+            )
+        bounds = as_tensor(self.bounds, "`bounds`", torch.float64, device).reshape(-1)
         if bounds.numel() == 1:
             bounds = bounds.expand(weights.shape[0])
-        if bounds.shape != (weights.shape[0],):
+        if bounds.shape != (weights.shape[0],) or not torch.isfinite(bounds).all():
             raise ValueError(
-                f"`bounds` must have {weights.shape[0]} entries (one per row of "
-                f"`weights`), got {tuple(bounds.shape)}."
+                f"`bounds` must have {weights.shape[0]} finite entries (one per row "
+                f"of `weights`), got {bounds.tolist()!r:.60}."
             )
         return weights, bounds
 
@@ -109,6 +116,12 @@ class Interval:
     high: float = math.inf
 
     def __post_init__(self) -> None:
+        if isinstance(self.node, bool) or not isinstance(self.node, Integral):
+            raise TypeError(f"`node` must be an integer, got {self.node!r:.40}.")
+        for name in ("low", "high"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Real | Tensor):
+                raise TypeError(f"`{name}` must be a number, got {value!r:.40}.")
         if not self.low < self.high:
             raise ValueError(
                 f"`low` must be below `high`, got {self.low} and {self.high}."

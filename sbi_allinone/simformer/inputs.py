@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from sbi_allinone.simformer.network import SMALL_ATTENTION, SimformerNet
+from sbi_allinone.simformer.shapes import as_tensor
 from sbi_allinone.simformer.tokens import Tokens, Variables, arrange
 
 __all__ = [
@@ -25,27 +26,47 @@ __all__ = [
     "checked_draws",
     "checked_simulations",
     "kind_statistics",
+    "warn_unused_graph",
 ]
 
 
-def checked_simulations(theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+def checked_simulations(
+    theta: Tensor, x: Tensor
+) -> tuple[Tensor, Tensor, tuple[int, ...] | None]:
     """``theta`` as ``(N, num_parameters)``, ``x`` flattened to ``(N, num_data)``
-    with non-finite entries as NaN (missing), after checking their shapes."""
-    theta, x = torch.as_tensor(theta).float(), torch.as_tensor(x).float()
-    if theta.ndim != 2:
+    with non-finite entries as NaN (missing), after checking their shapes.
+
+    Args:
+        theta: ``(N, num_parameters)`` real numbers.
+        x: ``(N, *x_shape)`` real numbers (or booleans).
+
+    Returns:
+        ``theta``, the flat ``x`` and ``x_shape`` if it has more than one
+        dimension (else ``None``).
+    """
+    theta = as_tensor(theta, "`theta`", torch.float32)
+    x = as_tensor(x, "`x`", torch.float32, bool_ok=True)
+    if theta.ndim != 2 or 0 in theta.shape:
         raise ValueError(
             "`theta` must have shape (num_simulations, num_parameters), got "
             f"{tuple(theta.shape)}."
         )
+    x_shape = tuple(x.shape[1:]) if x.ndim > 2 else None
     x = x.reshape(x.shape[0], -1) if x.ndim > 1 else x.reshape(-1, 1)
-    if x.shape[0] != theta.shape[0]:
+    if x.shape[0] != theta.shape[0] or x.shape[1] == 0:
         raise ValueError(
-            f"`theta` has {theta.shape[0]} rows but `x` has {x.shape[0]}: "
-            "pass one simulation per parameter set."
+            f"`theta` has {theta.shape[0]} rows but `x` has {x.shape[0]} (of "
+            f"{x.shape[1]} values): pass one simulation per parameter set."
         )
     if not torch.isfinite(theta).all():
         raise ValueError("`theta` contains NaN or inf values.")
     missing = ~torch.isfinite(x)
+    if missing.all(dim=0).any():
+        columns = torch.nonzero(missing.all(dim=0)).flatten().tolist()
+        raise ValueError(
+            f"Columns {columns[:10]} of `x` (flattened) are NaN or inf in every "
+            "simulation: nothing can be learned about them. Drop them."
+        )
     if missing.any():
         warnings.warn(
             f"{int(missing.sum())} entries of `x` ({int(missing.any(1).sum())} "
@@ -54,7 +75,18 @@ def checked_simulations(theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
             UserWarning,
             stacklevel=3,
         )
-    return theta, torch.where(missing, torch.nan, x)
+    return theta, torch.where(missing, torch.nan, x), x_shape
+
+
+def warn_unused_graph(attention: str, graph: Tensor | None) -> None:
+    """Warn that ``graph`` has no effect with ``attention='dense'``."""
+    if graph is not None and attention == "dense":
+        warnings.warn(
+            "`graph` is ignored with `attention='dense'`: pass "
+            "`attention='undirected'` or `attention='directed'` to use it.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def checked_draws(validation_draws: int) -> int:

@@ -9,6 +9,7 @@ replacement, so the number of steps is the same for any number of simulations.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +19,11 @@ from torch import Tensor
 from torch.nn.utils import clip_grad_norm_
 
 from sbi_allinone.diffusion.validation import fixed_draws
-from sbi_allinone.sbi_internals import StartIndexContext, num_stored_simulations
+from sbi_allinone.sbi_internals import (
+    StartIndexContext,
+    TrainConfig,
+    num_stored_simulations,
+)
 from sbi_allinone.simformer.condition import (
     condition_masks,
     mask_kind_cdf,
@@ -36,7 +41,7 @@ from sbi_allinone.simformer.schedule import (
 )
 from sbi_allinone.simformer.tokens import Tokens
 
-__all__ = ["StepsTrainingLoop", "flush_denormal"]
+__all__ = ["StepsTrainingLoop", "flush_denormal", "sbi_config", "steps_not_epochs"]
 
 
 @contextmanager
@@ -51,6 +56,35 @@ def flush_denormal() -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+def sbi_config(batch_size: int, num_epochs: int, **kwargs: Any) -> TrainConfig:
+    """sbi's ``TrainConfig`` for ``num_epochs`` epochs (sbi's loop runs
+    ``max_num_epochs + 1``)."""
+    return TrainConfig(
+        training_batch_size=batch_size, max_num_epochs=num_epochs - 1, **kwargs
+    )
+
+
+@contextmanager
+def steps_not_epochs(num_steps: int) -> Iterator[None]:
+    """Inside the block, sbi's warning that ``max_num_epochs`` was reached (an
+    option ``Simformer.train`` does not take) becomes one naming ``num_steps``;
+    other warnings pass unchanged."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if "max_num_epochs" in str(w.message):
+            warnings.warn(
+                f"Training ran all its `num_steps={num_steps}` optimizer steps "
+                "without early stopping: the validation loss was still falling. "
+                "Consider increasing `num_steps`.",
+                UserWarning,
+                stacklevel=3,
+            )
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _rows(tokens: Tokens | None, index: Tensor | slice) -> Tokens | None:
@@ -97,6 +131,7 @@ class StepsTrainingLoop:
         # At least two "epochs", so that short runs still validate twice.
         steps_per_epoch = min(steps_per_epoch, num_steps // 2)
         self._steps_per_epoch, self._batch_size = steps_per_epoch, batch_size
+        self._num_steps = num_steps
         num_epochs = -(-num_steps // steps_per_epoch)
         self._lr_schedule = (learning_rate, num_epochs)
         return num_epochs, batch_size

@@ -20,17 +20,28 @@ from sbi.inference.posteriors.base_posterior import NeuralPosterior
 from sbi.inference.potentials.vector_field_potential import (
     CallableDifferentiablePotentialFunction,
 )
-from sbi.samplers.rejection.rejection import accept_reject_sample
-from sbi.utils.sbiutils import gradient_ascent, within_support
-from sbi.utils.torchutils import process_device
+from sbi.utils.sbiutils import gradient_ascent, warn_if_outside_prior_support
 from torch import Tensor
 from torch.distributions import Distribution
 
+from sbi_allinone.simformer.checks import (
+    check_condition_mask,
+    check_guidance,
+    check_steps,
+    checked_condition,
+    estimator_device,
+    sample_sizes,
+)
 from sbi_allinone.simformer.estimator import SimformerEstimator
 from sbi_allinone.simformer.guidance import Constraint, Guidance
 from sbi_allinone.simformer.potential import CACHE_FRIENDLY_ROWS, ConditionalPotential
 from sbi_allinone.simformer.sampling import SOLVERS, sample_ode, sample_sde
-from sbi_allinone.simformer.shapes import as_matrix
+from sbi_allinone.simformer.shapes import as_matrix, check_count
+from sbi_allinone.simformer.support import (
+    check_feasible,
+    sample_in_support,
+    warn_violations,
+)
 
 # ConditionalPotential (from .potential) stays importable from here.
 __all__ = ["ConditionalPotential", "SimformerPosterior"]
@@ -47,19 +58,6 @@ DEFAULT_STEPS = {"ode": 32, "sde": 128}
 DEFAULT_ODE_SOLVER = "multistep"
 
 
-def _estimator_device(
-    estimator: SimformerEstimator, device: str | torch.device | None
-) -> torch.device:
-    """The estimator's device; ``device``, if given, must name the same one."""
-    here = estimator.mean.device
-    if device is not None and torch.device(process_device(device)) != here:
-        raise ValueError(
-            f"`device` is {device!r} but the estimator is on {here}: move the "
-            "estimator first (`estimator.to(device)`) or leave `device` out."
-        )
-    return here
-
-
 class SimformerPosterior(NeuralPosterior):
     """One conditional of a trained Simformer, as an sbi ``NeuralPosterior``.
 
@@ -72,7 +70,7 @@ class SimformerPosterior(NeuralPosterior):
         sample_with: ``"ode"`` (probability-flow ODE, Heun on EDM's grid) or
             ``"sde"`` (EDM's stochastic sampler). Default: ``"ode"``, or
             ``"sde"`` with ``guidance``.
-        steps: Steps of the sampler (default :data:`DEFAULT_STEPS`).
+        steps: Steps of the sampler, at least 2 (default :data:`DEFAULT_STEPS`).
         ode_solver: Solver of the ODE sampler: ``"multistep"`` (second order, one
             network call a step) or ``"heun"`` (EDM's Alg. 1, two calls a step).
         log_prob_steps: Heun steps of the log-probability ODE.
@@ -84,6 +82,9 @@ class SimformerPosterior(NeuralPosterior):
         device: Device of sampling and densities: the estimator's (the default;
             another one raises). Conditions, latent values and every tensor
             made here are on it.
+        event_shape: Shape of one condition before flattening (e.g. ``(1, 3)``
+            for simulations ``x`` of shape ``(N, 1, 3)``): ``x`` may then also be
+            given as ``(batch, *event_shape)``.
     """
 
     def __init__(
@@ -98,18 +99,14 @@ class SimformerPosterior(NeuralPosterior):
         guidance: Sequence[Constraint] | None = None,
         recurrence: int = 1,
         device: str | None = None,
+        event_shape: tuple[int, ...] | None = None,
     ) -> None:
-        device = _estimator_device(estimator, device)
-        condition_mask = torch.as_tensor(condition_mask, device=device).bool().flatten()
-        if condition_mask.shape != (estimator.num_nodes,):
-            raise ValueError(
-                f"`condition_mask` must have {estimator.num_nodes} entries (one per "
-                f"variable of [theta, x]), got {tuple(condition_mask.shape)}."
-            )
-        if condition_mask.all() or not condition_mask.any():
-            raise ValueError(
-                "`condition_mask` must condition on some but not all variables."
-            )
+        device = estimator_device(estimator, device)
+        condition_mask = check_condition_mask(
+            condition_mask, estimator.num_nodes, device
+        )
+        guidance = check_guidance(guidance)
+        steps = check_steps(steps)
         if sample_with is None:
             sample_with = "sde" if guidance else "ode"
         if sample_with not in ("sde", "ode"):
@@ -122,23 +119,24 @@ class SimformerPosterior(NeuralPosterior):
             raise ValueError(
                 f"`ode_solver` must be one of {SOLVERS}, got {ode_solver!r}."
             )
-        if recurrence < 1:
-            raise ValueError(f"`recurrence` must be at least 1, got {recurrence}.")
-        self.guidance = (
-            Guidance(guidance, estimator.mean, estimator.std, ~condition_mask)
-            if guidance
-            else None
-        )
-        self.recurrence = recurrence
+        self.recurrence = check_count(recurrence, "recurrence")
+        check_count(log_prob_steps, "log_prob_steps")
         self.estimator = estimator.eval()
         self.condition_mask = condition_mask
         self.sample_with = sample_with
-        self.steps = steps or DEFAULT_STEPS[sample_with]
+        self.steps = DEFAULT_STEPS[sample_with] if steps is None else steps
         self.ode_solver = ode_solver
         latent = ~condition_mask
         nodes = torch.arange(estimator.num_nodes, device=device)
         is_parameters = nodes < estimator.num_parameters
         self.prior = prior if torch.equal(latent, is_parameters) else None
+        is_data = torch.equal(condition_mask, ~is_parameters)
+        self.event_shape = tuple(event_shape) if event_shape and is_data else None
+        self.guidance = None
+        if guidance:
+            mean, std = estimator.mean, estimator.std
+            self.guidance = Guidance(guidance, mean, std, latent)
+            check_feasible(self.guidance, self.prior, mean, std, latent)
         potential = ConditionalPotential(
             self.estimator, condition_mask, self.prior, log_prob_steps, str(device)
         )
@@ -159,9 +157,8 @@ class SimformerPosterior(NeuralPosterior):
         return int((~self.condition_mask).sum())
 
     def _check_x(self, x: Tensor) -> Tensor:
-        width = int(self.condition_mask.sum())
-        name = "`x` (the conditioned variables)"
-        return as_matrix(x, width, name, "batch", torch.float32, self._device)
+        event_shape = getattr(self, "event_shape", None)
+        return checked_condition(x, self.condition_mask, self.estimator, event_shape)
 
     def set_default_x(self, x: Tensor) -> SimformerPosterior:
         """Set the condition used when ``x`` is not passed (NaN entries allowed)."""
@@ -177,9 +174,13 @@ class SimformerPosterior(NeuralPosterior):
             raise ValueError("Pass `x` or set one with `set_default_x`.")
         return self.default_x
 
-    def _draw(self, x_rows: Tensor) -> Tensor:
-        chunks = x_rows.split(CACHE_FRIENDLY_ROWS)
-        return torch.cat([self._draw_rows(chunk) for chunk in chunks])
+    def _draw(self, x: Tensor, num: int) -> Tensor:
+        """``(num, batch, num_latent)`` samples for conditions ``x``, drawn in runs
+        of :data:`CACHE_FRIENDLY_ROWS` rows."""
+        rows = x.repeat(num, 1)
+        chunks = [self._draw_rows(c) for c in rows.split(CACHE_FRIENDLY_ROWS)]
+        out = torch.cat(chunks) if chunks else rows[:, :0].new_zeros(0, 0)
+        return out.reshape(num, len(x), self.num_latent)
 
     def _draw_rows(self, x_rows: Tensor) -> Tensor:
         values, missing = self.potential_fn.standardized_rows(None, x_rows)
@@ -206,6 +207,9 @@ class SimformerPosterior(NeuralPosterior):
         x: Tensor | None = None,
         show_progress_bars: bool = False,
         max_sampling_batch_size: int = 10_000,
+        reject_outside_prior: bool = True,
+        max_sampling_time: float | None = None,
+        return_partial_on_timeout: bool = False,
     ) -> Tensor:
         """Draw samples of the latent variables given one condition ``x``.
 
@@ -214,19 +218,30 @@ class SimformerPosterior(NeuralPosterior):
             x: Conditioned values ``(1, num_condition)`` (NaN = missing); default
                 the one set by ``set_default_x``.
             show_progress_bars: Show rejection-sampling progress.
-            max_sampling_batch_size: Samples drawn per sampler run.
+            max_sampling_batch_size: Samples per proposal of the rejection loop
+                (drawn in runs of :data:`CACHE_FRIENDLY_ROWS`).
+            reject_outside_prior: Reject samples outside the prior's support (for
+                the posterior of the parameters); ``False``: return them as drawn
+                (with a warning if many lie outside).
+            max_sampling_time: Seconds after which rejection sampling stops (a
+                ``RuntimeError``, as sbi's). Without it, sampling stops with a
+                ``RuntimeError`` when none of the first
+                :data:`~.support.MIN_PROPOSALS` samples lies in the support.
+            return_partial_on_timeout: On timeout, return the samples accepted
+                so far, ``(num_accepted, num_latent)``, with a warning.
 
         Returns:
             ``(*sample_shape, num_latent)`` samples.
         """
-        x = self._check_x(self._x_else_default_x(x))
+        x = self._x_else_default_x(x)
         if x.shape[0] != 1:
             raise ValueError("`sample` takes one `x`; use `sample_batched` for more.")
-        num = int(torch.Size(sample_shape).numel())
-        samples = self.sample_batched(
-            (num,), x, show_progress_bars, max_sampling_batch_size
-        )
-        return samples[:, 0].reshape(*torch.Size(sample_shape), self.num_latent)
+        sizes = sample_sizes(sample_shape)
+        samples = self._sample_rows(
+            x, sizes, show_progress_bars, max_sampling_batch_size,
+            reject_outside_prior, max_sampling_time, return_partial_on_timeout,
+        )  # fmt: skip
+        return samples.squeeze(-2)
 
     def sample_batched(
         self,
@@ -234,6 +249,9 @@ class SimformerPosterior(NeuralPosterior):
         x: Tensor,
         show_progress_bars: bool = False,
         max_sampling_batch_size: int = 10_000,
+        reject_outside_prior: bool = True,
+        max_sampling_time: float | None = None,
+        return_partial_on_timeout: bool = False,
     ) -> Tensor:
         """Draw samples for each of a batch of conditions, vectorized.
 
@@ -241,34 +259,45 @@ class SimformerPosterior(NeuralPosterior):
             sample_shape: Shape of the samples per condition.
             x: Conditions ``(batch, num_condition)``.
             show_progress_bars: Show rejection-sampling progress.
-            max_sampling_batch_size: Rows (samples × conditions) per sampler run.
+            max_sampling_batch_size: Rows (samples × conditions) per proposal of
+                the rejection loop.
+            reject_outside_prior, max_sampling_time, return_partial_on_timeout:
+                As :meth:`sample`.
 
         Returns:
             ``(*sample_shape, batch, num_latent)`` samples.
         """
-        x = self._check_x(x)
-        num, batch = int(torch.Size(sample_shape).numel()), x.shape[0]
+        sizes = sample_sizes(sample_shape)
+        return self._sample_rows(
+            self._check_x(x), sizes, show_progress_bars, max_sampling_batch_size,
+            reject_outside_prior, max_sampling_time, return_partial_on_timeout,
+        )  # fmt: skip
 
-        def propose(shape: torch.Size, **kwargs: Any) -> Tensor:
-            rows = x.repeat(shape.numel(), 1)
-            chunks = [
-                self._draw(chunk) for chunk in rows.split(max_sampling_batch_size)
-            ]
-            return torch.cat(chunks).reshape(shape.numel(), batch, self.num_latent)
-
-        if self.prior is None:
-            samples = propose(torch.Size((num,)))
-        else:
-            samples, _ = accept_reject_sample(
-                proposal=propose,
-                accept_reject_fn=lambda theta: within_support(self.prior, theta),
-                num_samples=num,
-                num_xos=batch,
-                show_progress_bars=show_progress_bars,
-                max_sampling_batch_size=max(1, max_sampling_batch_size // batch),
-                proposal_sampling_kwargs={},
-            )
-        return samples.reshape(*torch.Size(sample_shape), batch, self.num_latent)
+    def _sample_rows(
+        self,
+        x: Tensor,
+        sizes: list[int],
+        show_progress_bars: bool,
+        max_sampling_batch_size: int,
+        reject_outside_prior: bool,
+        max_sampling_time: float | None,
+        return_partial_on_timeout: bool,
+    ) -> Tensor:
+        """``(*sizes, batch, num_latent)`` samples for checked conditions ``x``
+        (``(num_accepted, batch, num_latent)`` on a partial timeout)."""
+        num = int(torch.Size(sizes).numel())
+        check_count(max_sampling_batch_size, "max_sampling_batch_size")
+        prior = self.prior if reject_outside_prior else None
+        samples = sample_in_support(
+            lambda k: self._draw(x, k), prior, num, len(x), max_sampling_batch_size,
+            show_progress_bars, max_sampling_time, return_partial_on_timeout,
+        )  # fmt: skip
+        if self.prior is not None and not reject_outside_prior:
+            warn_if_outside_prior_support(self.prior, samples)
+        warn_violations(self.guidance, self.potential_fn, samples, x)
+        if len(samples) != num:
+            return samples
+        return samples.reshape(*sizes, len(x), self.num_latent)
 
     def log_prob(self, theta: Tensor, x: Tensor | None = None) -> Tensor:
         """Log-density of latent values given ``x`` (probability-flow ODE).
@@ -281,16 +310,19 @@ class SimformerPosterior(NeuralPosterior):
             ``(batch,)`` log-densities in original units.
         """
         self._no_density_under_guidance("log_prob")
-        theta = torch.as_tensor(theta, dtype=torch.float32, device=self._device)
-        if theta.ndim == 1:
-            theta = theta.unsqueeze(0)
-        if theta.ndim != 2 or theta.shape[1] != self.num_latent:
+        theta = self._check_theta(theta, "`theta` (the latent variables)")
+        x = self._x_else_default_x(x)
+        if len(x) not in (1, len(theta)):
             raise ValueError(
-                f"`theta` (the latent variables) must have shape (batch, "
-                f"{self.num_latent}), got {tuple(theta.shape)}."
+                f"`x` must have one row or one per row of `theta` ({len(theta)}), "
+                f"got {len(x)}."
             )
-        x = self._check_x(self._x_else_default_x(x))
         return self.potential_fn.log_prob_rows(theta, x.expand(len(theta), -1))
+
+    def _check_theta(self, theta: Tensor, name: str) -> Tensor:
+        return as_matrix(
+            theta, self.num_latent, name, "batch", torch.float32, self._device
+        )
 
     def _no_density_under_guidance(self, what: str) -> None:
         if self.guidance is not None:
@@ -318,20 +350,30 @@ class SimformerPosterior(NeuralPosterior):
         score-based posteriors do).
         """
         self._no_density_under_guidance("map")
+        for name, count in (
+            ("num_iter", num_iter), ("num_to_optimize", num_to_optimize),
+            ("num_init_samples", num_init_samples),
+            ("save_best_every", save_best_every),
+        ):  # fmt: skip
+            check_count(count, name)
+        if isinstance(init_method, str) and init_method != "posterior":
+            raise ValueError(
+                "`init_method` must be 'posterior' or a tensor of initial "
+                f"parameters, got {init_method!r}."
+            )
+        inits = init_method
+        if not isinstance(init_method, str):
+            inits = self._check_theta(init_method, "`init_method` (initial values)")
         if x is not None:
+            if len(self._check_x(x)) != 1:
+                raise ValueError("`map` takes one `x` (a batch of one row).")
             self.set_default_x(x)
         if self.default_x is None:
             raise ValueError("Set `x` first with `set_default_x` (or pass `x`).")
         if self._map is None or force_update:
             self.potential_fn.set_x(self.default_x)
             differentiable = CallableDifferentiablePotentialFunction(self.potential_fn)
-            inits = init_method
-            if not isinstance(init_method, Tensor):
-                if init_method != "posterior":
-                    raise ValueError(
-                        "`init_method` must be 'posterior' or a tensor of "
-                        f"initial parameters, got {init_method!r}."
-                    )
+            if isinstance(inits, str):
                 inits = self.sample((num_init_samples,))
             self._map = gradient_ascent(
                 potential_fn=differentiable,

@@ -126,7 +126,16 @@ class ConditionalPotential(BasePotential):
         return log_prob.detach()
 
     def score_rows(self, theta: Tensor, x_rows: Tensor) -> Tensor:
-        """``(rows, num_latent)`` score at the smallest noise level, user units."""
+        """``(rows, num_latent)`` score at the smallest noise level, user units
+        (in runs of :data:`CACHE_FRIENDLY_ROWS` rows: memory bounded in rows)."""
+        chunks = zip(
+            theta.split(CACHE_FRIENDLY_ROWS),
+            x_rows.split(CACHE_FRIENDLY_ROWS),
+            strict=True,
+        )
+        return torch.cat([self._score_chunk(*chunk) for chunk in chunks])
+
+    def _score_chunk(self, theta: Tensor, x_rows: Tensor) -> Tensor:
         values, missing = self.standardized_rows(theta, x_rows)
         condition = self.condition_mask.expand_as(values)
         sigma = values.new_full((len(values), 1), self.estimator.noise.sigma_min)

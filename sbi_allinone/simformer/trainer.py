@@ -18,10 +18,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from sbi_allinone.diffusion.noise import NoiseLevels, make_noise
-from sbi_allinone.sbi_internals import (
-    TrainConfig,
-    store_prior_round,
-)
+from sbi_allinone.sbi_internals import store_prior_round
 from sbi_allinone.simformer.estimator import (
     MaskKind,
     SimformerEstimator,
@@ -33,8 +30,14 @@ from sbi_allinone.simformer.inputs import (
     SimulationTokens,
     check_variables,
     checked_simulations,
+    warn_unused_graph,
 )
-from sbi_allinone.simformer.loop import StepsTrainingLoop, flush_denormal
+from sbi_allinone.simformer.loop import (
+    StepsTrainingLoop,
+    flush_denormal,
+    sbi_config,
+    steps_not_epochs,
+)
 from sbi_allinone.simformer.masks import check_dag
 from sbi_allinone.simformer.network import SimformerNet
 from sbi_allinone.simformer.posterior import (
@@ -47,13 +50,6 @@ from sbi_allinone.simformer.series import SeriesPosterior
 from sbi_allinone.simformer.tokens import Tokens, Variables
 
 __all__ = ["Simformer", "default_batch_size", "default_num_steps"]
-
-
-def _sbi_config(batch_size: int, num_epochs: int, **kwargs: Any) -> TrainConfig:
-    # sbi's loop runs max_num_epochs + 1 epochs
-    return TrainConfig(
-        training_batch_size=batch_size, max_num_epochs=num_epochs - 1, **kwargs
-    )
 
 
 class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
@@ -113,11 +109,13 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
             raise ValueError(f"`ema_decay` must be in [0, 1) or None, got {ema_decay}.")
         self._ema_decay = ema_decay
         check_attention(attention, graph)
+        warn_unused_graph(attention, graph)
         self._attention = attention
         self._graph = None if graph is None else check_dag(graph)
         self._net_kwargs = dict(net_kwargs or {})
         self._num_parameters: int | None = None
         self._num_data: int | None = None
+        self._x_shape: tuple[int, ...] | None = None
         self._variables = check_variables(variables, attention)
         check_group_size(x_per_token)
         if variables is not None and x_per_token != 1:
@@ -167,21 +165,27 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
                     "`metadata` describes series: build `Simformer(prior, "
                     "variables=Variables(...))`."
                 )
-            theta, x = checked_simulations(theta, x)
+            theta, x, x_shape = checked_simulations(theta, x)
         else:
             theta, x = self._arranged(theta, x, metadata)
-        shape = (theta.shape[1], x.shape[1])
-        if self._num_parameters is not None and shape != (
-            self._num_parameters,
-            self._num_data,
-        ):
-            raise ValueError(
-                f"New simulations have (num_parameters, num_data) = {shape}, "
-                f"earlier ones {(self._num_parameters, self._num_data)}."
-            )
-        self._num_parameters, self._num_data = shape
+            x_shape = None
+        self._check_same_shapes(theta.shape[1], x.shape[1], x_shape)
         store_prior_round(self, theta, x)
         return self
+
+    def _check_same_shapes(
+        self, num_parameters: int, num_data: int, x_shape: tuple[int, ...] | None
+    ) -> None:
+        """Store the shapes of the first simulations; later ones must match."""
+        shape = (num_parameters, num_data, x_shape)
+        if self._num_parameters is not None:
+            earlier = (self._num_parameters, self._num_data, self.x_shape)
+            if shape != earlier:
+                raise ValueError(
+                    f"New simulations have (num_parameters, num_data, x_shape) = "
+                    f"{shape}, earlier ones {earlier} (x_shape None: flat)."
+                )
+        self._num_parameters, self._num_data, self._x_shape = shape
 
     def train(
         self,
@@ -230,7 +234,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         loaders = self._split_values(batch_size, validation_fraction, resume_training)
         if self._neural_net is None or retrain_from_scratch:
             self._initialize_neural_network(retrain_from_scratch, 0)
-        config = _sbi_config(
+        config = sbi_config(
             batch_size,
             num_epochs,
             learning_rate=learning_rate,
@@ -241,7 +245,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
             show_train_summary=show_train_summary,
             clip_max_norm=clip_max_norm,
         )
-        with flush_denormal():
+        with flush_denormal(), steps_not_epochs(self._num_steps):
             return self._run_training_loop(*loaders, config)
 
     def _initialize_neural_network(
@@ -293,6 +297,11 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         return self._num_parameters
 
     @property
+    def x_shape(self) -> tuple[int, ...] | None:
+        """Shape of one simulation ``x`` if not flat (e.g. ``(1, 3)``), else None."""
+        return getattr(self, "_x_shape", None)
+
+    @property
     def num_data(self) -> int | None:
         """Number of data variables, once simulations are appended."""
         return self._num_data
@@ -338,6 +347,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
             recurrence=recurrence,
             ode_solver=ode_solver or DEFAULT_ODE_SOLVER,
             device=str(self._device),
+            event_shape=self.x_shape,
         )
 
     def build_posterior(
