@@ -14,6 +14,12 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from sbi_allinone.sbi_internals import has_proposal_rounds
+from sbi_allinone.training_checks import (
+    DivergenceGuard,
+    as_float32,
+    check_prior_shape,
+    check_simulation_shapes,
+)
 
 __all__ = [
     "NPE_KEYWORDS",
@@ -65,8 +71,12 @@ def check_theta(theta: Tensor) -> None:
         )
 
 
-class BuilderNPE(NPE):
+class BuilderNPE(DivergenceGuard, NPE):
     """sbi's NPE with one of this package's estimator builders.
+
+    Simulations are checked as the other trainers of the package check them (see
+    :mod:`sbi_allinone.training_checks`), and a diverging training run raises
+    and leaves no network behind (:class:`~.training_checks.DivergenceGuard`).
 
     Args:
         prior: Prior over the parameters.
@@ -84,6 +94,35 @@ class BuilderNPE(NPE):
         **npe_kwargs: Any,
     ) -> None:
         super().__init__(prior=prior, density_estimator=builder, **npe_kwargs)
+
+    def append_simulations(
+        self,
+        theta: Tensor,
+        x: Tensor,
+        proposal: Any = None,
+        exclude_invalid_x: bool | None = None,
+        data_device: str | None = None,
+    ) -> BuilderNPE:
+        """Store simulations as ``NPE.append_simulations`` (same arguments), after
+        casting real-valued ``theta`` and ``x`` to float32 and checking their
+        shapes, ``(num_simulations, dim_theta)`` and ``(num_simulations, dim_x)``
+        (or ``(num_simulations, *x_shape)``), and the prior's event shape.
+
+        Returns:
+            The trainer, for chaining.
+        """
+        theta, x = as_float32(theta, "theta"), as_float32(x, "x")
+        check_simulation_shapes(theta, x)
+        check_prior_shape(self._prior, theta.shape[1])
+        return super().append_simulations(
+            theta, x, proposal, exclude_invalid_x, data_device
+        )
+
+    def build_posterior(self, *args: Any, **kwargs: Any) -> Any:
+        """``NPE.build_posterior`` (same arguments); raises if the last training
+        run diverged."""
+        self._check_not_diverged()
+        return super().build_posterior(*args, **kwargs)
 
     def _refuse_proposals(self, message: str) -> None:
         """Raise if any simulations came from a proposal other than the prior."""

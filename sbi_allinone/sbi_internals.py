@@ -22,6 +22,7 @@ from torch import Tensor
 
 __all__ = [
     "ESTIMATOR_CHECKS",
+    "NONFINITE_LOSS_MESSAGE",
     "ROUND_STORES",
     "TRAINER_ATTRIBUTES",
     "TRAINER_HOOKS",
@@ -50,7 +51,12 @@ TRAINER_HOOKS = (
     "_get_start_index",
     "_get_losses",
     "_get_potential_function",
+    "_summarize_epoch",
 )
+
+#: Start of the ``ValueError`` message sbi's loss raises when it is NaN or inf
+#: (``sbi.utils.torchutils.assert_all_finite``).
+NONFINITE_LOSS_MESSAGE = "NaN/Inf present in"
 
 #: ``ConditionalDensityEstimator`` shape checks used by the estimators here.
 #: Attributes of ``NeuralInference`` that the Simformer trainer (a subclass) reads and

@@ -9,6 +9,7 @@ import inspect
 import re
 from pathlib import Path
 
+import pytest
 import torch
 from sbi.inference import NPE
 from sbi.inference.trainers.base import NeuralInference
@@ -18,6 +19,7 @@ import sbi_allinone
 from sbi_allinone import sbi_internals
 from sbi_allinone.sbi_internals import (
     ESTIMATOR_CHECKS,
+    NONFINITE_LOSS_MESSAGE,
     ROUND_STORES,
     TRAINER_ATTRIBUTES,
     TRAINER_HOOKS,
@@ -51,6 +53,13 @@ def test_trainer_hooks_keep_their_signatures():
         "_get_start_index": ["self", "context"],
         "_get_losses": ["self", "batch", "loss_args"],
         "_get_potential_function": ["self", "prior", "estimator"],
+        "_summarize_epoch": [
+            "self",
+            "train_loss",
+            "val_loss",
+            "epoch_start_time",
+            "summarization_kwargs",
+        ],
     }
     assert set(expected) == set(TRAINER_HOOKS)
     for name, parameters in expected.items():
@@ -71,6 +80,14 @@ def test_train_config_has_the_fields_the_trainers_set():
         "show_train_summary",
         "clip_max_norm",
     } <= fields
+
+
+def test_nonfinite_loss_message_is_sbis():
+    from sbi.utils.torchutils import assert_all_finite
+
+    with pytest.raises(ValueError) as error:
+        assert_all_finite(torch.tensor([1.0, float("nan")]), "NPE loss")
+    assert str(error.value).startswith(NONFINITE_LOSS_MESSAGE)
 
 
 def test_estimator_checks_exist():

@@ -10,10 +10,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from sbi_allinone.simformer.network import SMALL_ATTENTION, SimformerNet
 from sbi_allinone.simformer.shapes import as_tensor
 from sbi_allinone.simformer.tokens import Tokens, Variables, arrange
+from sbi_allinone.training_checks import check_prior_shape, check_simulation_shapes
 
 __all__ = [
     "SimulationTokens",
@@ -31,14 +33,16 @@ __all__ = [
 
 
 def checked_simulations(
-    theta: Tensor, x: Tensor
+    theta: Tensor, x: Tensor, prior: Distribution | None = None
 ) -> tuple[Tensor, Tensor, tuple[int, ...] | None]:
     """``theta`` as ``(N, num_parameters)``, ``x`` flattened to ``(N, num_data)``
-    with non-finite entries as NaN (missing), after checking their shapes.
+    with non-finite entries as NaN (missing), after checking their shapes (as the
+    other trainers do, :mod:`sbi_allinone.training_checks`) and the prior's.
 
     Args:
-        theta: ``(N, num_parameters)`` real numbers.
-        x: ``(N, *x_shape)`` real numbers (or booleans).
+        theta: ``(N, num_parameters)`` real numbers (cast to float32).
+        x: ``(N, num_data)`` or ``(N, *x_shape)`` real numbers (or booleans).
+        prior: The trainer's prior, of event shape ``(num_parameters,)``.
 
     Returns:
         ``theta``, the flat ``x`` and ``x_shape`` if it has more than one
@@ -46,14 +50,11 @@ def checked_simulations(
     """
     theta = as_tensor(theta, "`theta`", torch.float32)
     x = as_tensor(x, "`x`", torch.float32, bool_ok=True)
-    if theta.ndim != 2 or 0 in theta.shape:
-        raise ValueError(
-            "`theta` must have shape (num_simulations, num_parameters), got "
-            f"{tuple(theta.shape)}."
-        )
+    check_simulation_shapes(theta, x)
+    check_prior_shape(prior, theta.shape[1])
     x_shape = tuple(x.shape[1:]) if x.ndim > 2 else None
-    x = x.reshape(x.shape[0], -1) if x.ndim > 1 else x.reshape(-1, 1)
-    if x.shape[0] != theta.shape[0] or x.shape[1] == 0:
+    x = x.reshape(x.shape[0], -1)
+    if x.shape[0] != theta.shape[0]:
         raise ValueError(
             f"`theta` has {theta.shape[0]} rows but `x` has {x.shape[0]} (of "
             f"{x.shape[1]} values): pass one simulation per parameter set."

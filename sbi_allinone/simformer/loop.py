@@ -40,6 +40,7 @@ from sbi_allinone.simformer.schedule import (
     learning_rate_at,
 )
 from sbi_allinone.simformer.tokens import Tokens
+from sbi_allinone.training_checks import DivergenceGuard
 
 __all__ = ["StepsTrainingLoop", "flush_denormal", "sbi_config", "steps_not_epochs"]
 
@@ -91,10 +92,11 @@ def _rows(tokens: Tokens | None, index: Tensor | slice) -> Tokens | None:
     return None if tokens is None else tokens.rows(index)
 
 
-class StepsTrainingLoop:
+class StepsTrainingLoop(DivergenceGuard):
     """Mixin for :class:`~sbi_allinone.simformer.trainer.Simformer`: fixed-size
     epochs of random batches, a fused Adam over the live network, the paper's
-    learning-rate schedule and a validation loss over fixed draws.
+    learning-rate schedule and a validation loss over fixed draws; a diverging
+    run raises (:class:`~sbi_allinone.training_checks.DivergenceGuard`).
 
     Expects, set by :meth:`_split_values`: ``_train_values`` and ``_val_values``
     (rows of ``[theta, x]``), ``_train_tokens`` and ``_val_tokens`` (their tokens,
@@ -210,6 +212,11 @@ class StepsTrainingLoop:
                 for i in range(0, len(values), size)
             ]
         return float(torch.cat(losses).mean())
+
+    def _divergence_position(self, epoch: int) -> str:
+        first = epoch * self._steps_per_epoch + 1
+        last = first + self._steps_per_epoch - 1
+        return f"epoch {epoch + 1} (optimizer steps {first}-{last})"
 
     def _get_start_index(self, context: StartIndexContext) -> int:
         return 0

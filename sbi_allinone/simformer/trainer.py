@@ -3,8 +3,7 @@
 Drop-in for sbi's ``NPE``: ``Simformer(prior).append_simulations(theta, x).train()``,
 then :meth:`Simformer.build_posterior` (p(θ|x)), :meth:`Simformer.build_likelihood`
 (p(x|θ)) or :meth:`Simformer.build_conditional` (any split) from the one network.
-Training reuses sbi's loop (validation split, early stopping with best-state restore,
-progress, tracker).
+Training reuses sbi's loop (validation split, early stopping, best-state restore).
 """
 
 from __future__ import annotations
@@ -165,7 +164,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
                     "`metadata` describes series: build `Simformer(prior, "
                     "variables=Variables(...))`."
                 )
-            theta, x, x_shape = checked_simulations(theta, x)
+            theta, x, x_shape = checked_simulations(theta, x, self._prior)
         else:
             theta, x = self._arranged(theta, x, metadata)
             x_shape = None
@@ -287,6 +286,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
 
     @property
     def _trained(self) -> SimformerEstimator:
+        self._check_not_diverged()
         if self._neural_net is None:
             raise ValueError("Train the Simformer first: call `train()`.")
         return self._neural_net
