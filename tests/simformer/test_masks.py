@@ -72,6 +72,23 @@ def test_directed_masks_for_a_batch():
     assert masks.diagonal(dim1=1, dim2=2).all()
 
 
+def test_conditioned_nodes_attend_to_their_parents():
+    """Tree posterior: theta_1's only path to the noisy theta_2, theta_3 (its children
+    in the forward model, not its parents in the inverse) runs through the
+    conditioned x, which attend to their parents by default."""
+    a = adjacency_from_parents(TREE, 7)
+    posterior = torch.tensor([[False] * 3 + [True] * 4])
+    mask = directed_mask(a, posterior)[0]
+    plain = directed_mask(a, posterior, conditioned="self")[0]
+    assert torch.equal(plain[3:], torch.eye(7, dtype=torch.bool)[3:])
+    assert mask[3, 1] and mask[4, 1] and mask[5, 2] and mask[6, 2]
+    two_layers = (mask.float() @ mask.float()) > 0
+    assert two_layers[0, 1] and two_layers[0, 2]
+    assert not ((plain.float() @ plain.float()) > 0)[0, 1]
+    with pytest.raises(ValueError, match="`conditioned`"):
+        directed_mask(a, posterior, conditioned="children")
+
+
 def test_bad_graphs():
     with pytest.raises(ValueError, match="cycle: 0 -> 1 -> 0|cycle: 1 -> 0 -> 1"):
         adjacency_from_parents({0: [1], 1: [0]}, 2)
@@ -99,7 +116,12 @@ def test_batched_directed_masks_equal_the_reference_inversion(n):
     for _ in range(5):
         dag = _random_dag(n, generator)
         conditions = torch.rand(40, n, generator=generator) < 0.4
+        plain = directed_mask(dag, conditions, conditioned="self")
         masks = directed_mask(dag, conditions)
         eye = torch.eye(n, dtype=torch.bool)
-        for row, condition in zip(masks, conditions, strict=True):
+        for row, mask, condition in zip(plain, masks, conditions, strict=True):
             assert torch.equal(row, faithful_inversion(dag, condition) | eye)
+            # Conditioned rows add their DAG parents; latent rows are the inverse.
+            observed = condition[:, None]
+            assert torch.equal(mask, row | (dag & observed))
+            assert torch.equal(mask[~condition], row[~condition])
