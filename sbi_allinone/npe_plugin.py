@@ -1,5 +1,6 @@
 """Shared plumbing of the estimators that plug into sbi's NPE (INN, inflationary flows):
-z-scoring from the training data, an NPE trainer with a fixed builder, and the
+z-scoring from the training data, an NPE trainer with a fixed builder (its
+posteriors check their input: :mod:`sbi_allinone.checked_posterior`), and the
 sorting of the keywords a trainer or builder passes on."""
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from typing import Any
 
 import torch
 from sbi.inference import NPE
+from sbi.inference.posteriors.direct_posterior import DirectPosterior
 from sbi.utils.sbiutils import z_standardization
 from torch import Tensor
 from torch.distributions import Distribution
 
+from sbi_allinone.checked_posterior import CheckedDirectPosterior
 from sbi_allinone.sbi_internals import has_proposal_rounds
 from sbi_allinone.training_checks import (
     DivergenceGuard,
     as_float32,
     check_prior_shape,
     check_simulation_shapes,
+    check_simulation_values,
 )
 
 __all__ = [
@@ -104,15 +108,23 @@ class BuilderNPE(DivergenceGuard, NPE):
         data_device: str | None = None,
     ) -> BuilderNPE:
         """Store simulations as ``NPE.append_simulations`` (same arguments), after
-        casting real-valued ``theta`` and ``x`` to float32 and checking their
-        shapes, ``(num_simulations, dim_theta)`` and ``(num_simulations, dim_x)``
-        (or ``(num_simulations, *x_shape)``), and the prior's event shape.
+        casting real-valued ``theta`` and ``x`` (or boolean ``x``) to float32 and
+        checking their shapes, ``(num_simulations, dim_theta)`` and
+        ``(num_simulations, dim_x)`` (or ``(num_simulations, *x_shape)``), their
+        values (finite ``theta``, some finite row of ``x``) and the prior's event
+        shape.
 
         Returns:
             The trainer, for chaining.
+
+        Raises:
+            TypeError: For text, ``None``, complex numbers or boolean ``theta``.
+            ValueError: For other shapes or non-finite values, naming the argument.
         """
-        theta, x = as_float32(theta, "theta"), as_float32(x, "x")
+        theta = as_float32(theta, "theta", bool_ok=False)
+        x = as_float32(x, "x", bool_ok=True)
         check_simulation_shapes(theta, x)
+        check_simulation_values(theta, x)
         check_prior_shape(self._prior, theta.shape[1])
         return super().append_simulations(
             theta, x, proposal, exclude_invalid_x, data_device
@@ -120,9 +132,19 @@ class BuilderNPE(DivergenceGuard, NPE):
 
     def build_posterior(self, *args: Any, **kwargs: Any) -> Any:
         """``NPE.build_posterior`` (same arguments); raises if the last training
-        run diverged."""
+        run diverged.
+
+        Returns:
+            The posterior; sbi's ``DirectPosterior`` (the default) comes as a
+            :class:`~sbi_allinone.checked_posterior.CheckedDirectPosterior`,
+            which checks ``x``, ``theta`` and ``sample_shape`` before any work.
+        """
         self._check_not_diverged()
-        return super().build_posterior(*args, **kwargs)
+        posterior = super().build_posterior(*args, **kwargs)
+        if type(posterior) is DirectPosterior:
+            # Same state, checked methods: sbi builds the posterior itself.
+            posterior.__class__ = CheckedDirectPosterior
+        return posterior
 
     def _refuse_proposals(self, message: str) -> None:
         """Raise if any simulations came from a proposal other than the prior."""

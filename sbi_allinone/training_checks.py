@@ -4,8 +4,9 @@ detection of a diverging training run.
 
 The same input gets the same treatment in every trainer: real-valued simulations
 of another dtype (e.g. float64) are cast to float32 without a warning, 1-D
-``theta`` or ``x`` raise a ``ValueError`` naming the argument, and a prior whose
-event shape does not match the width of ``theta`` raises one naming ``prior``.
+``theta`` or ``x`` raise a ``ValueError`` naming the argument (as do row counts
+that differ and a ``theta`` with NaN or inf), and a prior whose event shape does
+not match the width of ``theta`` raises one naming ``prior``.
 A training run whose loss becomes non-finite or explodes, or whose network gets
 non-finite weights, stops with a ``RuntimeError`` and leaves no network behind
 (:class:`DivergenceGuard`).
@@ -28,6 +29,7 @@ __all__ = [
     "as_float32",
     "check_prior_shape",
     "check_simulation_shapes",
+    "check_simulation_values",
 ]
 
 #: A validation loss above this factor times ``max(1, |L0|)``, with ``L0`` the
@@ -35,28 +37,30 @@ __all__ = [
 EXPLOSION_FACTOR = 1e3
 
 
-def as_float32(value: Any, name: str) -> Any:
-    """``value`` as a float32 tensor if it holds real numbers of another dtype.
+def as_float32(value: Any, name: str, bool_ok: bool = True) -> Tensor:
+    """``value`` as a float32 tensor of real numbers, or a ``TypeError`` naming it.
 
     Args:
-        value: Tensor or array-like (e.g. float64 ``theta``).
+        value: Tensor or array-like of real numbers (e.g. float64 ``theta``, a
+            list of lists of numbers, an integer tensor).
         name: The argument's name, for the error message.
+        bool_ok: Accept booleans (as 0 and 1), e.g. for simulations ``x``.
 
     Returns:
-        A float32 tensor for real (floating or integer) input; booleans, complex
-        numbers and non-numeric input are returned as given (the trainer's own
-        checks reject or accept them).
+        A float32 tensor.
+
+    Raises:
+        TypeError: For text, ``None``, ragged lists, complex numbers, and
+            booleans unless ``bool_ok``.
     """
+    expected = f"`{name}` must be a tensor (or array-like) of real numbers"
     if not isinstance(value, Tensor):
         try:
             value = torch.as_tensor(value)
         except (TypeError, ValueError, RuntimeError):
-            raise TypeError(
-                f"`{name}` must be a tensor (or array-like) of real numbers, got "
-                f"{type(value).__name__}."
-            ) from None
-    if value.dtype == torch.bool or value.is_complex():
-        return value
+            raise TypeError(f"{expected}, got {type(value).__name__}.") from None
+    if value.is_complex() or (value.dtype == torch.bool and not bool_ok):
+        raise TypeError(f"{expected}, got dtype {value.dtype}.")
     return value.to(torch.float32)
 
 
@@ -81,6 +85,32 @@ def check_simulation_shapes(theta: Tensor, x: Tensor) -> None:
         raise ValueError(
             "`x` must have shape (num_simulations, dim_x) or (num_simulations, "
             f"*x_shape), got {tuple(x.shape)}{hint if x.ndim == 1 else ''}."
+        )
+
+
+def check_simulation_values(theta: Tensor, x: Tensor) -> None:
+    """Raise unless ``theta`` and ``x`` have as many rows, ``theta`` is finite and
+    some row of ``x`` is (sbi's NPE leaves rows of ``x`` with NaN or inf out of
+    training, and with none left fails on an ``AssertionError``).
+
+    Args:
+        theta: Parameters, ``(num_simulations, dim_theta)``.
+        x: Simulations, ``(num_simulations, *x_shape)``.
+
+    Raises:
+        ValueError: Naming the argument.
+    """
+    if theta.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"`theta` has {theta.shape[0]} rows but `x` has {x.shape[0]}: pass one "
+            "simulation per parameter set."
+        )
+    bad = ~torch.isfinite(theta)
+    if bad.any():
+        raise ValueError(f"`theta` has {int(bad.sum())} NaN or infinite entries.")
+    if not torch.isfinite(x.reshape(x.shape[0], -1)).all(-1).any():
+        raise ValueError(
+            "Every simulation in `x` has NaN or infinite entries: nothing to train on."
         )
 
 

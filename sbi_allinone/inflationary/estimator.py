@@ -96,6 +96,10 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
             validation loss is their mean.
     """
 
+    #: ``log_prob`` integrates the ODE without a graph (the trace's gradients are
+    #: detached), so it has no gradient: the posterior's ``map`` refuses.
+    log_prob_is_differentiable = False
+
     def __init__(
         self,
         denoiser: PreconditionedDenoiser,
