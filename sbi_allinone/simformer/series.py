@@ -17,14 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from sbi.samplers.rejection.rejection import accept_reject_sample
-from sbi.utils.sbiutils import within_support
 from torch import Tensor
 from torch.distributions import Distribution
 
 from sbi_allinone.simformer.estimator import SimformerEstimator
 from sbi_allinone.simformer.posterior import DEFAULT_ODE_SOLVER, DEFAULT_STEPS
 from sbi_allinone.simformer.sampling import ode_log_prob, sample_ode
+from sbi_allinone.simformer.support import sample_in_support
 from sbi_allinone.simformer.tokens import Layout, Variables, arrange
 
 __all__ = ["SeriesPosterior"]
@@ -94,6 +93,8 @@ class SeriesPosterior:
         metadata: dict[str, dict[str, Tensor]] | None = None,
         theta: Tensor | dict[str, Tensor] | None = None,
         show_progress_bars: bool = False,
+        reject_outside_prior: bool = True,
+        max_sampling_time: float | None = None,
     ) -> Tensor | dict[str, Tensor]:
         """Samples of everything not given, conditioned on everything given.
 
@@ -107,6 +108,9 @@ class SeriesPosterior:
             theta: Given parameters (e.g. for the likelihood or the posterior
                 predictive), as ``x``.
             show_progress_bars: Show the progress of prior-support rejection.
+            reject_outside_prior: Reject parameter samples outside the prior's
+                support (as sbi); stops with an error when none lands there.
+            max_sampling_time: Seconds the rejection may take (as sbi).
 
         Returns:
             With only fixed-size parameters sampled: ``(*sample_shape,
@@ -122,9 +126,12 @@ class SeriesPosterior:
         latent = self._latent(layout, given)
         num_samples = int(torch.Size(sample_shape).numel())
         if self._samples_theta(layout, latent, theta is None):
-            samples = self._theta_in_support(
-                layout, latent, num_samples, show_progress_bars
-            )
+            prior = self.prior if reject_outside_prior else None
+            samples = sample_in_support(
+                lambda k: self._draws(layout, latent, k)[:, None, latent],
+                prior, num_samples, 1, CHUNK_ROWS, show_progress_bars,
+                max_sampling_time,
+            )[:, 0]  # fmt: skip
             return samples.reshape(*sample_shape, -1)
         samples = self._draws(layout, latent, num_samples).reshape(*sample_shape, -1)
         sampled = [
@@ -281,28 +288,6 @@ class SeriesPosterior:
         return torch.cat(
             [self._draw(layout, latent, rows) for rows in _chunks(num_samples)]
         )
-
-    def _theta_in_support(
-        self, layout: Layout, latent: Tensor, num_samples: int, progress: bool
-    ) -> Tensor:
-        """``(num_samples, num_theta)`` parameter samples inside the prior's
-        support (sbi's rejection loop)."""
-        if self.prior is None:
-            return self._draws(layout, latent, num_samples)[:, latent]
-
-        def propose(shape: torch.Size, **kwargs: object) -> Tensor:
-            return self._draws(layout, latent, shape.numel())[:, None, latent]
-
-        samples, _ = accept_reject_sample(
-            proposal=propose,
-            accept_reject_fn=lambda theta: within_support(self.prior, theta),
-            num_samples=num_samples,
-            num_xos=1,
-            show_progress_bars=progress,
-            max_sampling_batch_size=CHUNK_ROWS,
-            proposal_sampling_kwargs={},
-        )
-        return samples[:, 0]
 
 
 def _names(

@@ -1,6 +1,8 @@
 """A Simformer on series: values at per-simulation times, any number of them
 (the task: ``sbi_allinone.benchmarks.series_toy``, with an exact posterior)."""
 
+import time
+
 import pytest
 import torch
 from sbi.utils import BoxUniform
@@ -124,6 +126,26 @@ def test_samples_stay_in_the_prior_support(trained):
         (500,), x={"y": 1.5 * times}, metadata={"time": {"y": times}}
     )
     assert float(unbounded.max()) > 1.5
+    kept = posterior.sample(
+        (500,),
+        x={"y": 1.5 * times},
+        metadata={"time": {"y": times}},
+        reject_outside_prior=False,
+    )
+    assert float(kept.max()) > 1.5
+
+
+@pytest.mark.filterwarnings("ignore:Maximum number of epochs")
+def test_sampling_outside_the_prior_stops_instead_of_hanging(trained):
+    """The posterior sits at a = 1.5; a prior on [-2, 0] has no mass there: the
+    rejection stops with a clear error instead of drawing forever."""
+    box = BoxUniform(torch.tensor([-2.0]), torch.tensor([0.0]))
+    posterior = trained.build_posterior(prior=box)
+    times = torch.linspace(0.3, 1.9, 6)[None]
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="reject_outside_prior"):
+        posterior.sample((100,), x={"y": 1.5 * times}, metadata={"time": {"y": times}})
+    assert time.perf_counter() - start < 60
 
 
 def test_clear_errors():
