@@ -10,10 +10,8 @@ succeed with finite output. Sampling under a prior far from the trained region
 returns or raises within ``max_sampling_time``.
 """
 
-import signal
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,6 +21,8 @@ from sbi.utils import BoxUniform
 from sbi_allinone import INN, InflationaryFlow
 from sbi_allinone.checked_posterior import CheckedDirectPosterior
 from sbi_allinone.tracking import NullTracker
+
+from .limits import time_limit
 
 PRIOR = BoxUniform(-2 * torch.ones(2), 2 * torch.ones(2))
 #: A prior far from the trained region: no posterior sample lies in its support.
@@ -45,22 +45,6 @@ ESTIMATORS = {
 #: Small ``map`` runs, of the estimators with a differentiable density.
 MAP = dict(num_iter=2, num_to_optimize=2, num_init_samples=10)
 MAPS = ("INN ml", "INN hybrid")
-
-
-@contextmanager
-def time_limit(seconds: int) -> Iterator[None]:
-    """Raise ``TimeoutError`` in the block after ``seconds`` (a hang fails)."""
-
-    def stop(*_: object) -> None:
-        raise TimeoutError(f"no answer within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module", params=list(ESTIMATORS))

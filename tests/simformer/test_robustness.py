@@ -5,10 +5,8 @@ One test per finding (each failed before its fix), and a fuzz test of
 that could hang runs under a time limit, so that a hang fails instead of blocking.
 """
 
-import signal
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -19,26 +17,12 @@ from sbi_allinone.simformer.potential import CACHE_FRIENDLY_ROWS
 from sbi_allinone.simformer.trainer import Simformer
 from sbi_allinone.tracking import NullTracker
 
+from ..limits import time_limit
+
 PRIOR = BoxUniform(-2 * torch.ones(2), 2 * torch.ones(2))
 #: A prior far from the trained joint: no posterior sample lies in its support.
 FAR_PRIOR = BoxUniform(10 * torch.ones(2), 11 * torch.ones(2))
 X_O = torch.zeros(1, 2)
-
-
-@contextmanager
-def time_limit(seconds: int) -> Iterator[None]:
-    """Raise ``TimeoutError`` in the block after ``seconds`` (a hang fails)."""
-
-    def stop(*_: object) -> None:
-        raise TimeoutError(f"no answer within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _simformer(**kwargs: object) -> Simformer:
