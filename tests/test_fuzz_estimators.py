@@ -22,6 +22,7 @@ from sbi_allinone import INN, InflationaryFlow
 from sbi_allinone.checked_posterior import CheckedDirectPosterior
 from sbi_allinone.tracking import NullTracker
 
+from .fuzz import random_wrong_shapes
 from .limits import time_limit
 
 PRIOR = BoxUniform(-2 * torch.ones(2), 2 * torch.ones(2))
@@ -91,13 +92,7 @@ def _arrays(width: int, rows: int, one: bool) -> list[tuple[str, object, bool]]:
         ("all NaN", torch.full((rows, width), torch.nan), False),
         ("one NaN", bad_row, False),
     ]
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(24):  # random wrong widths and ranks (1-D to 3-D)
-        rank = int(torch.randint(1, 4, (1,), generator=generator))
-        shape = tuple(torch.randint(1, 6, (rank,), generator=generator).tolist())
-        if shape[-1] != width:
-            value = torch.randn(shape, generator=generator)
-            cases.append((f"shape {shape}", value, False))
+    cases += [(label, value, False) for label, value in random_wrong_shapes(width)]
     return cases
 
 

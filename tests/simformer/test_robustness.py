@@ -17,6 +17,7 @@ from sbi_allinone.simformer.potential import CACHE_FRIENDLY_ROWS
 from sbi_allinone.simformer.trainer import Simformer
 from sbi_allinone.tracking import NullTracker
 
+from ..fuzz import random_wrong_shapes
 from ..limits import time_limit
 
 PRIOR = BoxUniform(-2 * torch.ones(2), 2 * torch.ones(2))
@@ -234,13 +235,7 @@ def _arrays(width: int, rows: int, nan_ok: bool) -> list[tuple[str, object, bool
         ("all NaN", torch.full((rows, width), torch.nan), nan_ok),  # marginal
         ("one NaN", torch.cat([good[:, :1] + torch.nan, good[:, 1:]], 1), nan_ok),
     ]
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(24):  # random wrong widths and ranks (1-D to 3-D)
-        rank = int(torch.randint(1, 4, (1,), generator=generator))
-        shape = tuple(torch.randint(1, 6, (rank,), generator=generator).tolist())
-        if shape[-1] != width:
-            value = torch.randn(shape, generator=generator)
-            cases.append((f"shape {shape}", value, False))
+    cases += [(label, value, False) for label, value in random_wrong_shapes(width)]
     return cases
 
 
