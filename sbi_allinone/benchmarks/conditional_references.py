@@ -228,7 +228,7 @@ def conditional_reference(
     on_failure: Literal["warn", "raise"] = "warn",
     rhat_threshold: float = 1.05,
     min_ess: float = 400.0,
-    **mcmc_kwargs,
+    **mcmc_kwargs: int | None,
 ) -> tuple[Tensor, Tensor, McmcDiagnostics | None]:
     """Observation and reference samples of one conditional, cached on disk.
 

@@ -48,11 +48,12 @@ from sbi.utils import BoxUniform
 from torch import Generator, Tensor
 
 THETA_NAMES = ("C_m", "g_Na", "g_K", "g_L", "E_Na", "E_K", "E_L")
+"""Names of the 7 membrane parameters, in the order of ``theta``'s columns."""
 THETA_UNITS = ("uF/cm^2", "mS/cm^2", "mS/cm^2", "mS/cm^2", "mV", "mV", "mV")
 PRIOR_LOW = (1.0, 60.0, 10.0, 0.1, 40.0, -100.0, -90.0)
 PRIOR_HIGH = (2.0, 120.0, 30.0, 0.5, 70.0, -60.0, -60.0)
-#: A spiking neuron inside the prior (the prior's centre, but :math:`C_m = 1.2`).
 DEFAULT_THETA = (1.2, 90.0, 20.0, 0.3, 55.0, -80.0, -75.0)
+"""A spiking neuron inside the prior (the prior's centre, but ``C_m = 1.2``)."""
 FEATURE_NAMES = (
     "spike_count",
     "rest_mean",
@@ -63,6 +64,7 @@ FEATURE_NAMES = (
     "stim_kurtosis",
 )
 X_NAMES = (*FEATURE_NAMES, "energy")
+"""Names of the 8 data: 7 summary features of the trace, then the energy."""
 #: The task's variables: 7 parameters, then 8 data (features, energy).
 HH_VARIABLES = (*THETA_NAMES, *X_NAMES)
 V_T = -65.0  # mV, shift of the Traub–Miles kinetics (and initial voltage)

@@ -65,6 +65,7 @@ __all__ = [
 
 T_MAX = 50.0
 GRID = torch.linspace(0.0, T_MAX, 101, dtype=torch.float64)
+"""The 101 times in ``[0, 50]`` at which ``beta`` and the states are simulated."""
 LENGTH_SCALE, GP_STD, JITTER = 7.0, 2.5, 1e-6
 PRIOR_UPPER = {"gamma": 0.5, "delta": 0.5, "i0": 0.2}  # uniform priors on (0, upper)
 NOISE_SD = 0.05
@@ -74,6 +75,8 @@ SIRD_VARIABLES = Variables(
     theta={"gamma": 1, "delta": 1, "i0": 1, "beta": "series"},
     x={name: "series" for name in OBSERVED},
 )
+"""The Simformer's variables: three scalar rates, ``beta`` a series parameter, and
+I, R, D series data."""
 
 
 @dataclass(frozen=True)
@@ -331,7 +334,8 @@ def train_sird_simformer(
     Args:
         sims: Training simulations.
         num_steps: Optimizer steps (``None``: the Simformer's default).
-        log_data, logit_beta: As in :func:`simformer_inputs`.
+        log_data: As in :func:`simformer_inputs`.
+        logit_beta: As in :func:`simformer_inputs`.
         kwargs: ``net_kwargs``, ``training_batch_size``, ... (the first to
             ``Simformer``, the rest to ``train``).
 

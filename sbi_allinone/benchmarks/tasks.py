@@ -41,6 +41,7 @@ TASK_NAMES: tuple[str, ...] = (
     "sir",
     "lotka_volterra",
 )
+"""The ten sbibm tasks, by sbibm's names."""
 
 NUM_OBSERVATIONS = 10
 

@@ -88,8 +88,9 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         steps: Heun steps of the fixed-step solver (see ``DEFAULT_STEPS``).
         solver: ``"heun"`` (fixed steps, the paper's) or ``"adaptive"`` (zuko's
             Dormand-Prince).
-        atol, rtol: Tolerances of the adaptive solver; ``atol`` is in units of
-            the smallest latent scale (see :meth:`_absolute_tolerance`).
+        atol: Absolute tolerance of the adaptive solver, in units of the
+            smallest latent scale (see :meth:`_absolute_tolerance`).
+        rtol: Relative tolerance of the adaptive solver.
         exact_trace_max_dim: Exact trace up to this many parameters, Hutchinson
             above.
         validation_draws: Fixed (time, noise) draws per validation pair; the

@@ -116,8 +116,9 @@ def inflationary_flow_nn(
             keep, see :func:`directions_explaining` (if that is every direction,
             the schedule is PR-preserving, with a warning).
         gap: Inflation gap of the compressed directions (``"prr"``).
-        embedding_net, z_score_x: As in sbi's ``posterior_nn``; see
+        embedding_net: As in sbi's ``posterior_nn``; see
             :func:`~sbi_allinone.standardized.fit_standardization`.
+        z_score_x: As in sbi's ``posterior_nn``.
         steps: Heun steps of the fixed-step solver (default: ``DEFAULT_STEPS`` of
             the schedule, 64 or 256; why, see there).
         solver: ``"heun"`` or ``"adaptive"`` (zuko's Dormand-Prince).

@@ -58,16 +58,35 @@ def inn_nn(
         mode: ``"ml"`` (maximum likelihood; default) or ``"hybrid"`` (plus MMD terms
             that keep its optimum): an :class:`INNDensityEstimator`. ``"mmd"`` (the
             paper's bidirectional training): a :class:`BidirectionalINN`, a sampler.
-        num_blocks, hidden_features, num_layers, clamp, mixing: The invertible core
-            (blocks of ActNorm, coupling, mixing); see :func:`build_core`.
-        embedding_net, z_score_theta, z_score_x: As in sbi's ``posterior_nn``; see
+        num_blocks: Blocks of the invertible core (ActNorm, coupling, mixing); see
+            :func:`~sbi_allinone.inn.blocks.build_core` for this and the next four.
+        hidden_features: Width of the coupling subnets.
+        num_layers: Hidden layers of the coupling subnets.
+        clamp: Soft clamp of the couplings' log-scales.
+        mixing: Mixing between blocks (``"rotation"``: a fixed random orthogonal
+            matrix; or a permutation).
+        embedding_net: As in sbi's ``posterior_nn``; see
             :func:`~sbi_allinone.standardized.fit_standardization`.
-        latent_dim, padded_dim: ``dim_z`` and ``dim_total`` of the ``mmd`` core
-            (default: ``dim_theta`` and ``2 * (dim_y + dim_z)``).
-        weight_y, weight_z, weight_x, kernel_widths, ramp_steps, y_noise, pad_noise,
-            weight_reconstruction, match_padding, joint_inverse: The MMD terms; see
-            :class:`~sbi_allinone.inn.mmd.MMDSettings`, whose ``widths`` are the
-            ``kernel_widths``. ``weight_z`` defaults to 500 (``mmd``), 50 (``hybrid``).
+        z_score_theta: As in sbi's ``posterior_nn``.
+        z_score_x: As in sbi's ``posterior_nn``.
+        latent_dim: ``dim_z`` of the ``mmd`` core (default: ``dim_theta``).
+        padded_dim: ``dim_total`` of the ``mmd`` core (default:
+            ``2 * (dim_y + dim_z)``).
+        weight_y: Weight of the forward-prediction loss ``L_y``. This and the
+            next nine are the MMD terms of
+            :class:`~sbi_allinone.inn.mmd.MMDSettings`.
+        weight_z: Weight of the latent MMD ``L_z``; defaults to 500 (``mmd``), 50
+            (``hybrid``).
+        weight_x: Weight of the inverse-sample MMD ``L_x``.
+        kernel_widths: Widths of the inverse multiquadratic kernels (the
+            settings' ``widths``).
+        ramp_steps: Optimizer steps over which ``L_x`` is ramped in.
+        y_noise: Noise added to ``y`` in training.
+        pad_noise: Noise added to the padding in training.
+        weight_reconstruction: Weight of the paper's reconstruction loss.
+        match_padding: Whether ``L_x`` also matches the padding of inverse samples.
+        joint_inverse: Whether ``L_x`` conditions on ``y`` (``False``: the paper's
+            marginal term).
         seed: Seed of the network initialization and fixed permutations.
 
     Returns:

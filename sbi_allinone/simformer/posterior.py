@@ -261,8 +261,9 @@ class SimformerPosterior(NeuralPosterior):
             show_progress_bars: Show rejection-sampling progress.
             max_sampling_batch_size: Rows (samples × conditions) per proposal of
                 the rejection loop.
-            reject_outside_prior, max_sampling_time, return_partial_on_timeout:
-                As :meth:`sample`.
+            reject_outside_prior: As :meth:`sample`.
+            max_sampling_time: As :meth:`sample`.
+            return_partial_on_timeout: As :meth:`sample`.
 
         Returns:
             ``(*sample_shape, batch, num_latent)`` samples.
