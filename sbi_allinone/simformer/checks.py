@@ -22,6 +22,7 @@ from sbi_allinone.simformer.shapes import as_matrix, check_count
 
 __all__ = [
     "check_condition_mask",
+    "check_constrain_by",
     "check_guidance",
     "check_steps",
     "checked_condition",
@@ -107,6 +108,15 @@ def check_guidance(guidance: Any) -> list[Constraint] | None:
                 f"{expected}; entry {i} is a {type(constraint).__name__}{hint}."
             )
     return list(guidance) or None
+
+
+def check_constrain_by(constrain_by: Any) -> str:
+    """``constrain_by``, checked: ``"guidance"`` or ``"rejection"``."""
+    if constrain_by not in ("guidance", "rejection"):
+        raise ValueError(
+            f"`constrain_by` must be 'guidance' or 'rejection', got {constrain_by!r}."
+        )
+    return constrain_by
 
 
 def check_steps(steps: Any) -> int | None:

@@ -26,6 +26,7 @@ from torch.distributions import Distribution
 
 from sbi_allinone.simformer.checks import (
     check_condition_mask,
+    check_constrain_by,
     check_guidance,
     check_steps,
     checked_condition,
@@ -39,6 +40,7 @@ from sbi_allinone.simformer.sampling import SOLVERS, sample_ode, sample_sde
 from sbi_allinone.simformer.shapes import as_matrix, check_count
 from sbi_allinone.simformer.support import (
     check_feasible,
+    constraint_check,
     sample_in_support,
     warn_violations,
 )
@@ -79,6 +81,9 @@ class SimformerPosterior(NeuralPosterior):
             :mod:`.guidance`. Needs the stochastic sampler; the guided
             conditional has no tractable density (``log_prob`` and ``map`` raise).
         recurrence: Self-recurrence of the guided sampler (paper: 5).
+        constrain_by: ``"guidance"`` (the paper's; soft) or ``"rejection"``:
+            samples of the unconstrained conditional that break a constraint are
+            rejected (exact for the model; cheaper unless the constraints are rare).
         device: Device of sampling and densities: the estimator's (the default;
             another one raises). Conditions, latent values and every tensor
             made here are on it.
@@ -98,6 +103,7 @@ class SimformerPosterior(NeuralPosterior):
         log_prob_steps: int = 64,
         guidance: Sequence[Constraint] | None = None,
         recurrence: int = 1,
+        constrain_by: str = "guidance",
         device: str | None = None,
         event_shape: tuple[int, ...] | None = None,
     ) -> None:
@@ -107,13 +113,15 @@ class SimformerPosterior(NeuralPosterior):
         )
         guidance = check_guidance(guidance)
         steps = check_steps(steps)
+        self.constrain_by = check_constrain_by(constrain_by)
+        guided = bool(guidance) and constrain_by == "guidance"
         if sample_with is None:
-            sample_with = "sde" if guidance else "ode"
+            sample_with = "sde" if guided else "ode"
         if sample_with not in ("sde", "ode"):
             raise ValueError(
                 f"`sample_with` must be 'sde' or 'ode', got {sample_with!r}."
             )
-        if guidance and sample_with != "sde":
+        if guided and sample_with != "sde":
             raise ValueError("`guidance` needs `sample_with='sde'`.")
         if ode_solver not in SOLVERS:
             raise ValueError(
@@ -192,7 +200,7 @@ class SimformerPosterior(NeuralPosterior):
                 condition,
                 missing,
                 steps=self.steps,
-                guidance=self.guidance,
+                guidance=self.guidance if self.constrain_by == "guidance" else None,
                 recurrence=self.recurrence,
             )
         else:
@@ -289,13 +297,16 @@ class SimformerPosterior(NeuralPosterior):
         num = int(torch.Size(sizes).numel())
         check_count(max_sampling_batch_size, "max_sampling_batch_size")
         prior = self.prior if reject_outside_prior else None
+        rejected = self.guidance if self.constrain_by == "rejection" else None
         samples = sample_in_support(
             lambda k: self._draw(x, k), prior, num, len(x), max_sampling_batch_size,
             show_progress_bars, max_sampling_time, return_partial_on_timeout,
+            constraint_check(rejected, self.potential_fn, x),
         )  # fmt: skip
         if self.prior is not None and not reject_outside_prior:
             warn_if_outside_prior_support(self.prior, samples)
-        warn_violations(self.guidance, self.potential_fn, samples, x)
+        if rejected is None:
+            warn_violations(self.guidance, self.potential_fn, samples, x)
         if len(samples) != num:
             return samples
         return samples.reshape(*sizes, len(x), self.num_latent)

@@ -1,5 +1,6 @@
 """Prior support for the Simformer's conditionals: rejection sampling that cannot
-hang, and checks that guidance constraints can be met inside the prior.
+hang (also against constraints, for ``constrain_by="rejection"``), and checks that
+guidance constraints can be met inside the prior.
 
 sbi's :func:`~sbi.samplers.rejection.rejection.accept_reject_sample` draws until
 enough samples lie in the prior's support, with no bound unless
@@ -30,6 +31,7 @@ __all__ = [
     "MIN_PROPOSALS",
     "WARN_ACCEPTANCE",
     "check_feasible",
+    "constraint_check",
     "count_violations",
     "sample_in_support",
     "support_box",
@@ -46,21 +48,49 @@ VIOLATION_TOLERANCE = 1e-4
 MIN_DEPTH = 1e-6
 
 Draw = Callable[[int], Tensor]
+#: ``accept(samples)``: ``(k, batch, d)`` samples -> ``(k, batch)`` booleans.
+Accept = Callable[[Tensor], Tensor]
+
+_REMEDY = {
+    "prior": "Pass `reject_outside_prior=False` to get the samples as drawn",
+    "constraints": "Sample with `constrain_by='guidance'` (built for constraints the "
+    "conditional rarely meets)",
+}
 
 
 class _Acceptance:
     """Counts of proposals and accepted samples per condition; raises or warns."""
 
-    def __init__(self, prior: Distribution, max_time: float | None) -> None:
-        self.prior, self.warned = prior, False
+    def __init__(
+        self, prior: Distribution | None, constraints: Accept | None, max_time: Any
+    ) -> None:
+        self.prior, self.constraints, self.warned = prior, constraints, False
         self.proposed, self.accepted = 0, None  # accepted: (batch,) counts
         self.start, self.max_time = time.time(), max_time
+        self.region = " and ".join(
+            what
+            for what, used in (
+                ("lies in the prior's support", prior is not None),
+                ("meets the constraints", constraints is not None),
+            )
+            if used
+        )
+        self.remedy = _REMEDY["constraints" if constraints else "prior"]
+
+    def accept(self, samples: Tensor) -> Tensor:
+        """``(k, batch, d)`` samples -> ``(k, batch)``: in the support, constraints
+        met."""
+        inside = torch.ones(samples.shape[:2], dtype=torch.bool, device=samples.device)
+        if self.prior is not None:
+            inside &= within_support(self.prior, samples).reshape(samples.shape[:2])
+        if self.constraints is not None:
+            inside &= self.constraints(samples)
+        return inside
 
     def update(self, samples: Tensor) -> None:
         """Count ``(k, batch, d)`` proposals; stop on collapse or timeout."""
-        inside = within_support(self.prior, samples.reshape(-1, samples.shape[-1]))
         self.proposed += samples.shape[0]
-        accepted = inside.reshape(samples.shape[:2]).sum(0)
+        accepted = self.accept(samples).sum(0)
         self.accepted = accepted if self.accepted is None else self.accepted + accepted
         if self.proposed < MIN_PROPOSALS:
             return
@@ -68,18 +98,17 @@ class _Acceptance:
             which = torch.nonzero(self.accepted == 0).flatten().tolist()
             raise RuntimeError(
                 f"None of {self.proposed} samples drawn for condition(s) {which[:5]} "
-                "lies in the prior's support: the conditional has (almost) no mass "
-                "there (a diverged training, an `x` far from the simulations, or "
-                "guidance outside the prior). Pass `reject_outside_prior=False` to "
-                "get the samples as drawn, or `max_sampling_time` to bound the time."
+                f"{self.region}: the conditional has (almost) no mass there (a "
+                "diverged training, an `x` far from the simulations, or constraints "
+                f"outside the prior). {self.remedy}, or `max_sampling_time` to "
+                "bound the time."
             )
         rate = float(self.accepted.min()) / self.proposed
         if rate < WARN_ACCEPTANCE and not self.warned:
             self.warned = True
             warnings.warn(
-                f"Only {rate:.3%} of the samples drawn lie in the prior's support; "
-                "sampling may take long. Set `max_sampling_time` to bound it, or "
-                "`reject_outside_prior=False` to skip the rejection.",
+                f"Only {rate:.3%} of the samples drawn {self.region}; sampling may "
+                f"take long. Set `max_sampling_time` to bound it. {self.remedy}.",
                 UserWarning,
                 stacklevel=5,
             )
@@ -89,8 +118,7 @@ class _Acceptance:
             raise RuntimeError(
                 f"Sampling exceeded `max_sampling_time` ({self.max_time} s) with "
                 f"{0 if self.accepted is None else int(self.accepted.min())} "
-                "samples accepted for some condition; pass "
-                "`reject_outside_prior=False` to get the samples as drawn."
+                f"samples accepted for some condition. {self.remedy}."
             )
 
 
@@ -103,8 +131,10 @@ def sample_in_support(
     show_progress_bars: bool = False,
     max_sampling_time: float | None = None,
     return_partial_on_timeout: bool = False,
+    constraints: Accept | None = None,
 ) -> Tensor:
-    """``num`` samples per condition, in the prior's support if ``prior`` is given.
+    """``num`` samples per condition, in the prior's support if ``prior`` is given
+    and meeting ``constraints`` if they are.
 
     Args:
         draw: ``draw(k)`` returns ``(k, batch, d)`` samples.
@@ -118,22 +148,24 @@ def sample_in_support(
         show_progress_bars: Show sbi's progress bar.
         max_sampling_time: As sbi's ``accept_reject_sample`` (seconds).
         return_partial_on_timeout: As sbi's ``accept_reject_sample``.
+        constraints: Which samples meet the constraints (see
+            :func:`constraint_check`), or ``None``.
 
     Returns:
         ``(num, batch, d)`` samples (fewer with ``return_partial_on_timeout``).
     """
     per_call = max(1, max_sampling_batch_size // batch)
     run_size = max(1, min(per_call, CACHE_FRIENDLY_ROWS // batch))
-    if prior is None or num == 0:
+    if (prior is None and constraints is None) or num == 0:
         return _in_runs(draw, num, run_size)
-    counts = _Acceptance(prior, max_sampling_time)
+    counts = _Acceptance(prior, constraints, max_sampling_time)
 
     def propose(shape: torch.Size, **kwargs: object) -> Tensor:
         return _in_runs(draw, shape.numel(), run_size, counts)
 
     samples, _ = accept_reject_sample(
         proposal=propose,
-        accept_reject_fn=lambda theta: within_support(prior, theta),
+        accept_reject_fn=counts.accept,
         num_samples=num,
         num_xos=batch,
         show_progress_bars=show_progress_bars,
@@ -275,6 +307,35 @@ def count_violations(guidance: Guidance, values: Tensor) -> tuple[int, float]:
         return 0, 0.0
     breach = -guidance.slack(values)[0].amin(dim=1)
     return int((breach > VIOLATION_TOLERANCE).sum()), float(breach.max())
+
+
+def constraint_check(
+    guidance: Guidance | None, potential: Any, x: Tensor
+) -> Accept | None:
+    """Which samples meet every constraint of ``guidance``: the acceptance of
+    ``constrain_by="rejection"``.
+
+    Args:
+        guidance: The constraints (``None``: nothing to check).
+        potential: The conditional's
+            :class:`~sbi_allinone.simformer.potential.ConditionalPotential`.
+        x: ``(batch, num_condition)`` the conditions.
+
+    Returns:
+        ``accept(samples)``: ``(k, batch, num_latent)`` samples in user units ->
+        ``(k, batch)`` booleans; ``None`` without ``guidance``.
+    """
+    if guidance is None:
+        return None
+
+    def meets(samples: Tensor) -> Tensor:
+        k = samples.shape[0]
+        rows = samples.reshape(-1, samples.shape[-1])
+        values, _ = potential.standardized_rows(rows, x.repeat(k, 1))
+        slack = guidance.slack(values)[0].amin(dim=1)
+        return (slack >= 0).reshape(k, len(x))
+
+    return meets
 
 
 def warn_violations(

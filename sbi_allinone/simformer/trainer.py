@@ -315,6 +315,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         guidance: Sequence[Constraint] | None = None,
         recurrence: int = 1,
         ode_solver: str | None = None,
+        constrain_by: str = "guidance",
     ) -> SimformerPosterior:
         """Any conditional of the joint: ``p(latent | conditioned)``.
 
@@ -332,6 +333,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
             recurrence: Self-recurrence of the guided sampler (paper: 5).
             ode_solver: ``"multistep"`` or ``"heun"`` (default
                 :data:`~sbi_allinone.simformer.posterior.DEFAULT_ODE_SOLVER`).
+            constrain_by: ``"guidance"`` or ``"rejection"`` (see the posterior's).
 
         Returns:
             An sbi posterior whose ``theta`` is the latent variables and whose
@@ -345,6 +347,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
             steps=steps,
             guidance=guidance,
             recurrence=recurrence,
+            constrain_by=constrain_by,
             ode_solver=ode_solver or DEFAULT_ODE_SOLVER,
             device=str(self._device),
             event_shape=self.x_shape,
@@ -382,15 +385,12 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         self,
         sample_with: SampleWith | None = None,
         steps: int | None = None,
-        guidance: Sequence[Constraint] | None = None,
-        recurrence: int = 1,
+        **kwargs: Any,
     ) -> SimformerPosterior:
         """The likelihood ``p(x | theta)`` from the same network (arguments as
         :meth:`build_conditional`; ``guidance`` constrains ``x``)."""
         mask = self._role_mask(data=False)
-        return self.build_conditional(
-            mask, sample_with, steps, guidance=guidance, recurrence=recurrence
-        )
+        return self.build_conditional(mask, sample_with, steps, **kwargs)
 
     def _role_mask(self, data: bool) -> Tensor:
         if self._num_parameters is None:
