@@ -41,16 +41,22 @@ sys.path.insert(0, str(Path(__file__).parent))
 import simformer_hh as hh  # noqa: E402
 
 
-def arguments() -> argparse.Namespace:
+def base_parser() -> argparse.ArgumentParser:
+    """The options this script shares with ``simformer_hh_regression.py``."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True, help="saved by simformer_hh.py")
     parser.add_argument("--simulations", type=int, default=20_000)
     parser.add_argument("--observations", type=int, default=3)
     parser.add_argument("--samples", type=int, default=2000)
-    parser.add_argument("--guided", type=int, default=300)
     parser.add_argument("--quantile", type=float, default=0.25)
-    parser.add_argument("--recurrence", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    return parser
+
+
+def arguments() -> argparse.Namespace:
+    parser = base_parser()
+    parser.add_argument("--guided", type=int, default=300)
+    parser.add_argument("--recurrence", type=int, default=5)
     parser.add_argument("--log-energy", action="store_true")
     args = parser.parse_args()
     args.num_steps = None

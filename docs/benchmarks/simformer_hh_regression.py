@@ -23,18 +23,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 import simformer_hh as hh  # noqa: E402
-from simformer_hh_oracle import below, correlation, rate  # noqa: E402
+from simformer_hh_oracle import base_parser, below, correlation, rate  # noqa: E402
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True, help="saved by simformer_hh.py")
-    parser.add_argument("--simulations", type=int, default=20_000)
-    parser.add_argument("--observations", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=2000)
-    parser.add_argument("--quantile", type=float, default=0.25)
+    parser = base_parser()
     parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     args.num_steps, args.log_energy = None, False
     return args

@@ -1,29 +1,12 @@
 """``constrain_by="rejection"``: constraints by rejecting unconstrained samples
 (Gaussian oracle: the exact truncated conditional is known)."""
 
-import warnings
-
 import pytest
 import torch
 
 from sbi_allinone.simformer.guidance import FunctionConstraint, Interval
-from sbi_allinone.simformer.trainer import Simformer
-from sbi_allinone.tracking import NullTracker
-from tests.simformer.test_estimator_sampling import COV, _oracle, _posterior
-
-
-def _exact_simformer() -> Simformer:
-    """A Simformer over [theta_1, theta_2, x] whose denoiser is the exact one."""
-    prior = torch.distributions.Independent(
-        torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1
-    )
-    inference = Simformer(prior, tracker=NullTracker(), show_progress_bars=False)
-    theta = prior.sample((20,))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        inference.append_simulations(theta, theta.sum(1, keepdim=True))
-    inference._neural_net = _oracle()  # the exact score instead of training
-    return inference
+from tests.simformer.test_estimator_sampling import _posterior
+from tests.simformer.test_guidance import exact_simformer, truncated_likelihood
 
 
 def _truncated_posterior(accept, x=1.2, n=400_000):
@@ -33,7 +16,7 @@ def _truncated_posterior(accept, x=1.2, n=400_000):
 
 
 def test_rejection_samples_the_truncated_posterior():
-    posterior = _exact_simformer().build_posterior(
+    posterior = exact_simformer().build_posterior(
         steps=32,
         guidance=[Interval(node=0, low=0.6, high=1.2)],
         constrain_by="rejection",
@@ -51,16 +34,13 @@ def test_rejection_samples_the_truncated_posterior():
 
 def test_rejection_on_the_likelihood_with_a_function_constraint():
     above = FunctionConstraint(lambda v: v[:, 0] - v[:, 2])  # x_1 >= theta_1
-    likelihood = _exact_simformer().build_likelihood(
+    likelihood = exact_simformer().build_likelihood(
         steps=32, guidance=[above], constrain_by="rejection"
     )
     theta_o = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
     torch.manual_seed(12)
     samples = likelihood.sample((2000,), x=theta_o)[:, 0]
-    gain = COV[2, :2] @ torch.linalg.inv(COV[:2, :2])
-    m, s = gain @ theta_o[0], (COV[2, 2] - gain @ COV[:2, 2]).sqrt()
-    reference = m + s * torch.randn(400_000, dtype=torch.float64)
-    reference = reference[reference >= 1.0]
+    reference = truncated_likelihood(theta_o, 1.0)
     assert (samples >= 1.0).all()
     assert abs(samples.mean() - reference.mean()) < 0.03
     assert abs(samples.std() - reference.std()) < 0.03
@@ -68,7 +48,7 @@ def test_rejection_on_the_likelihood_with_a_function_constraint():
 
 def test_a_constraint_the_conditional_never_meets_stops_and_names_guidance():
     # theta_1 | x ~ N(0.72, 0.45^2): 8 standard deviations below the interval.
-    posterior = _exact_simformer().build_posterior(
+    posterior = exact_simformer().build_posterior(
         steps=16,
         guidance=[Interval(node=0, low=4.5, high=5.0)],
         constrain_by="rejection",
@@ -79,6 +59,6 @@ def test_a_constraint_the_conditional_never_meets_stops_and_names_guidance():
 
 def test_constrain_by_must_be_guidance_or_rejection():
     with pytest.raises(ValueError, match="`constrain_by` must be"):
-        _exact_simformer().build_posterior(
+        exact_simformer().build_posterior(
             guidance=[Interval(node=0, high=1.0)], constrain_by="reject"
         )

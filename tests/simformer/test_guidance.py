@@ -202,7 +202,8 @@ def test_function_constraints_are_evaluated_in_user_units():
     )
 
 
-def test_likelihood_guidance_may_read_the_conditioned_parameters():
+def exact_simformer() -> Simformer:
+    """A Simformer over [theta_1, theta_2, x] whose denoiser is the exact one."""
     prior = torch.distributions.Independent(
         torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1
     )
@@ -212,16 +213,24 @@ def test_likelihood_guidance_may_read_the_conditioned_parameters():
         warnings.simplefilter("ignore")
         inference.append_simulations(theta, theta.sum(1, keepdim=True))
     inference._neural_net = _oracle()  # the exact score instead of training
+    return inference
+
+
+def truncated_likelihood(theta_o, low, n=400_000):
+    """Draws of x_1 | theta_o ~ N(m, s^2), truncated to x_1 >= low."""
+    gain = COV[2, :2] @ torch.linalg.inv(COV[:2, :2])
+    m, s = gain @ theta_o[0], (COV[2, 2] - gain @ COV[:2, 2]).sqrt()
+    reference = m + s * torch.randn(n, dtype=torch.float64)
+    return reference[reference >= low]
+
+
+def test_likelihood_guidance_may_read_the_conditioned_parameters():
     above = FunctionConstraint(lambda v: v[:, 0] - v[:, 2])  # x_1 >= theta_1
-    likelihood = inference.build_likelihood(steps=200, guidance=[above])
+    likelihood = exact_simformer().build_likelihood(steps=200, guidance=[above])
     theta_o = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
     torch.manual_seed(8)
     samples = likelihood.sample((2000,), x=theta_o)[:, 0]
-    # x_1 | theta ~ N(m, s^2), truncated to x_1 >= 1.
-    gain = COV[2, :2] @ torch.linalg.inv(COV[:2, :2])
-    m, s = gain @ theta_o[0], (COV[2, 2] - gain @ COV[:2, 2]).sqrt()
-    reference = m + s * torch.randn(400_000, dtype=torch.float64)
-    reference = reference[reference >= 1.0]
+    reference = truncated_likelihood(theta_o, 1.0)
     assert (samples >= 1.0).double().mean() >= 0.9
     assert abs(samples.mean() - reference.mean()) < 0.05
     assert abs(samples.std() - reference.std()) < 0.04
