@@ -313,8 +313,10 @@ def _bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    if failures:
+        print(f"{len(failures)} cell(s) failed (reported above):", file=sys.stderr)
     for cell, error in failures:
-        print(f"cell {cell} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"  {cell}: {type(error).__name__}: {error}", file=sys.stderr)
     if args.report:
         _report(args.out, args.target, observations=args.observations)
     return 1 if failures else 0

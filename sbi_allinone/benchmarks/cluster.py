@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sbi_allinone.benchmarks.cells import Cell, RunSettings
 from sbi_allinone.benchmarks.methods import get_method
-from sbi_allinone.benchmarks.results import append_results
+from sbi_allinone.benchmarks.results import append_results, report_failure
 from sbi_allinone.benchmarks.runner import run_cell
 
 __all__ = ["dask_client", "run_on_dask"]
@@ -98,7 +98,7 @@ def run_on_dask(
             if future.status == "finished":
                 append_results(out_dir, future.result(), settings.target)
             else:
-                failures.append((cell, future.exception()))
+                failures.append(report_failure(cell, future.exception()))
             if on_finished is not None:
                 on_finished(cell)
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ import csv
 import io
 import math
 import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "completed_cells",
     "read_csv",
     "read_results",
+    "report_failure",
     "results_file",
 ]
 
@@ -171,6 +173,26 @@ def append_results(
     if _header(path) == list(_LEGACY_COLUMNS):
         _write_rows(path, read_results(out_dir, target))
     append_csv(path, COLUMNS, rows)
+
+
+def report_failure(cell: object, error: BaseException) -> tuple[object, BaseException]:
+    """Say at once that a cell failed (a sweep may run for hours, or be stopped,
+    before its summary), and return ``(cell, error)`` for that summary.
+
+    Args:
+        cell: The failed cell.
+        error: Its exception.
+
+    Returns:
+        ``(cell, error)``.
+    """
+    print(
+        f"cell {cell} failed: {type(error).__name__}: {error} (nothing recorded; "
+        "running the same command again retries it)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return cell, error
 
 
 def append_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> None:

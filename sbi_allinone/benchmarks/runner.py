@@ -65,6 +65,7 @@ from sbi_allinone.benchmarks.results import (
     append_results,
     completed_cells,
     read_results,
+    report_failure,
     results_file,
 )
 from sbi_allinone.benchmarks.tasks import Task, get_task
@@ -353,7 +354,7 @@ def _run_here(
         try:
             append_results(out_dir, run_cell(cell, settings), settings.target)
         except Exception as error:  # a failed cell must not stop the sweep
-            failures.append((cell, error))
+            failures.append(report_failure(cell, error))
         bar.update()
     return failures
 
@@ -377,7 +378,7 @@ def _run_in_processes(
             if error is None:
                 append_results(out_dir, future.result(), settings.target)
             else:
-                failures.append((cell, error))
+                failures.append(report_failure(cell, error))
             bar.update()
     except BaseException:
         terminate_workers(pool)

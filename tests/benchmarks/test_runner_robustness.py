@@ -212,3 +212,16 @@ def test_damaged_conditional_rows_are_reported_and_skipped(tmp_path):
     with pytest.warns(UserWarning, match="line 3: damaged"):
         rows = read_conditional_results(tmp_path)
     assert [r["budget"] for r in rows] == [1, 2]
+
+
+def test_a_failed_cell_is_reported_at_once_even_if_the_sweep_is_stopped(
+    tmp_path, capsys
+):
+    """A sweep stopped after a cell failed (here by Ctrl-C in the next cell) still
+    said which cell failed and why: the summary at the end never comes."""
+    args = ["--tasks", "two_moons", "--methods", "test_broken,test_interrupted"]
+    args += ["--budgets", "50", "--observations", "1", "--num-samples", "100"]
+    assert main(["bench", *args, "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "test_broken" in err and "RuntimeError" in err and "retries it" in err
+    assert "interrupted" in err
