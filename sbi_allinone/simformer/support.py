@@ -32,8 +32,8 @@ __all__ = [
     "WARN_ACCEPTANCE",
     "check_feasible",
     "constraint_check",
-    "count_violations",
     "sample_in_support",
+    "sample_slack",
     "support_box",
     "warn_violations",
 ]
@@ -62,7 +62,10 @@ class _Acceptance:
     """Counts of proposals and accepted samples per condition; raises or warns."""
 
     def __init__(
-        self, prior: Distribution | None, constraints: Accept | None, max_time: Any
+        self,
+        prior: Distribution | None,
+        constraints: Accept | None,
+        max_time: float | None,
     ) -> None:
         self.prior, self.constraints, self.warned = prior, constraints, False
         self.proposed, self.accepted = 0, None  # accepted: (batch,) counts
@@ -292,21 +295,30 @@ def _depth(
     return float(result.x[-1]) if result.status == 0 else 0.0
 
 
-def count_violations(guidance: Guidance, values: Tensor) -> tuple[int, float]:
-    """Rows that break a constraint of ``guidance``, and the worst breach.
+def sample_slack(
+    guidance: Guidance, potential: Any, samples: Tensor, x: Tensor
+) -> Tensor:
+    """Each sample's smallest constraint slack, in standard deviations.
 
     Args:
-        guidance: The guidance.
-        values: ``(rows, n)`` standardized samples (conditioned entries set).
+        guidance: The constraints.
+        potential: The conditional's
+            :class:`~sbi_allinone.simformer.potential.ConditionalPotential`.
+        samples: ``(num, batch, num_latent)`` samples in user units.
+        x: ``(batch, num_condition)`` their conditions.
 
     Returns:
-        The number of rows with a slack below ``-VIOLATION_TOLERANCE`` and the
-        largest breach, in standard deviations.
+        ``(num, batch)`` slacks: ``>= 0`` where every constraint holds.
     """
-    if len(values) == 0:
-        return 0, 0.0
-    breach = -guidance.slack(values)[0].amin(dim=1)
-    return int((breach > VIOLATION_TOLERANCE).sum()), float(breach.max())
+    latent = samples.reshape(-1, samples.shape[-1])
+    rows = x.repeat(len(samples), 1)
+    slacks = []
+    for theta, x_rows in zip(
+        latent.split(CACHE_FRIENDLY_ROWS), rows.split(CACHE_FRIENDLY_ROWS), strict=True
+    ):
+        values, _ = potential.standardized_rows(theta, x_rows)
+        slacks.append(guidance.slack(values)[0].amin(dim=1))
+    return torch.cat(slacks).reshape(samples.shape[:2])
 
 
 def constraint_check(
@@ -327,15 +339,7 @@ def constraint_check(
     """
     if guidance is None:
         return None
-
-    def meets(samples: Tensor) -> Tensor:
-        k = samples.shape[0]
-        rows = samples.reshape(-1, samples.shape[-1])
-        values, _ = potential.standardized_rows(rows, x.repeat(k, 1))
-        slack = guidance.slack(values)[0].amin(dim=1)
-        return (slack >= 0).reshape(k, len(x))
-
-    return meets
+    return lambda samples: sample_slack(guidance, potential, samples, x) >= 0
 
 
 def warn_violations(
@@ -352,18 +356,11 @@ def warn_violations(
     """
     if guidance is None or samples.numel() == 0:
         return
-    latent = samples.reshape(-1, samples.shape[-1])
-    rows = x.repeat(len(samples), 1)
-    broken, worst = 0, 0.0
-    for theta, x_rows in zip(
-        latent.split(CACHE_FRIENDLY_ROWS), rows.split(CACHE_FRIENDLY_ROWS), strict=True
-    ):
-        values, _ = potential.standardized_rows(theta, x_rows)
-        count, breach = count_violations(guidance, values)
-        broken, worst = broken + count, max(worst, breach)
+    breach = -sample_slack(guidance, potential, samples, x)
+    broken, worst = int((breach > VIOLATION_TOLERANCE).sum()), float(breach.max())
     if broken:
         warnings.warn(
-            f"{broken} of {len(latent)} guided samples break a constraint of "
+            f"{broken} of {breach.numel()} guided samples break a constraint of "
             f"`guidance` (by up to {worst:.3g} standard deviations): guidance is "
             "soft. More `recurrence` or `steps` reduce it; filter the samples if "
             "the constraint is hard.",

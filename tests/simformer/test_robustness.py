@@ -93,16 +93,17 @@ def test_guidance_outside_the_prior_or_empty_is_refused(trained):
 
 
 def test_guided_samples_that_break_a_constraint_are_counted(trained):
-    from sbi_allinone.simformer.support import count_violations
+    from sbi_allinone.simformer.support import VIOLATION_TOLERANCE, sample_slack
 
-    estimator = trained.build_posterior().estimator
+    plain = trained.build_posterior()
+    estimator = plain.estimator
     latent = torch.tensor([True, True, False, False])
     guidance = Guidance([Interval(0, high=0.0)], estimator.mean, estimator.std, latent)
-    rows = torch.tensor([[-1.0, 0, 0, 0], [0.5, 0, 0, 0], [2.0, 0, 0, 0]])
-    standardized = estimator.standardize(rows)
-    count, worst = count_violations(guidance, standardized)
-    assert count == 2
-    assert worst == pytest.approx(2.0 / float(estimator.std[0]), rel=1e-4)
+    samples = torch.tensor([[[-1.0, 0]], [[0.5, 0]], [[2.0, 0]]])  # (3, 1, 2)
+    breach = -sample_slack(guidance, plain.potential_fn, samples, torch.zeros(1, 2))
+    assert breach.shape == (3, 1)
+    assert int((breach > VIOLATION_TOLERANCE).sum()) == 2
+    assert float(breach.max()) == pytest.approx(2.0 / float(estimator.std[0]), rel=1e-4)
 
     torch.manual_seed(1)
     posterior = trained.build_posterior(guidance=[Interval(0, 0.0, 0.05)], steps=3)
