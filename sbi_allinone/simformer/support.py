@@ -161,7 +161,11 @@ def sample_in_support(
     run_size = max(1, min(per_call, CACHE_FRIENDLY_ROWS // batch))
     if (prior is None and constraints is None) or num == 0:
         return _in_runs(draw, num, run_size)
-    counts = _Acceptance(prior, constraints, max_sampling_time)
+    # A timeout inside a proposal throws its samples away; with partial returns,
+    # sbi's check between proposals stops instead (one proposal late, at most), so
+    # a slow first proposal still returns what it accepted.
+    inner_time = None if return_partial_on_timeout else max_sampling_time
+    counts = _Acceptance(prior, constraints, inner_time)
 
     def propose(shape: torch.Size, **kwargs: object) -> Tensor:
         return _in_runs(draw, shape.numel(), run_size, counts)

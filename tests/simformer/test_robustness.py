@@ -69,6 +69,22 @@ def test_sample_takes_sbi_rejection_options(trained):
         posterior.sample((20,), x=X_O, max_sampling_time=0.0)
 
 
+def test_a_timeout_inside_the_first_proposal_keeps_its_samples(trained):
+    # Found in the issue-17 grid: a 10 000-sample proposal slower than
+    # max_sampling_time was thrown away, and the runner drew it again unrejected.
+    posterior = trained.build_posterior(steps=2)
+    num = 20 * CACHE_FRIENDLY_ROWS  # one proposal, drawn in 20 runs
+    with time_limit(20), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # sbi checks the time before the first proposal too: not yet over there.
+        samples = posterior.sample(
+            (num,), x=X_O, max_sampling_time=0.005, return_partial_on_timeout=True
+        )
+    # The first proposal finished; those of its samples in the prior are kept.
+    assert 0 < len(samples) <= num
+    assert PRIOR.support.check(samples).all()
+
+
 def test_collapsed_acceptance_raises_instead_of_hanging(trained):
     posterior = trained.build_posterior(prior=FAR_PRIOR, steps=2)
     with time_limit(20), pytest.raises(RuntimeError, match="prior's support"):
