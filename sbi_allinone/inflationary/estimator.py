@@ -45,6 +45,8 @@ from typing import Literal
 import torch
 from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 from torch import Tensor
+from torch.distributions.constraints import Constraint
+from torch.distributions.transforms import Transform
 
 from sbi_allinone.diffusion.averaging import weight_average
 from sbi_allinone.diffusion.noise import uniform_time
@@ -56,6 +58,7 @@ from sbi_allinone.diffusion.ode import (
     rademacher,
 )
 from sbi_allinone.diffusion.validation import fixed_draws
+from sbi_allinone.inflationary.bounded import log_abs_det_unbounding
 from sbi_allinone.inflationary.denoiser import PreconditionedDenoiser
 from sbi_allinone.standardized import Standardization, StandardizedEstimator
 
@@ -72,6 +75,13 @@ Solver = Literal["heun", "adaptive"]
 #: with 5 of 10 directions kept, the round trip theta -> z -> theta was off by 8e-3
 #: on average (4e-2 at most) with 64 steps, 1.2e-4 (6.5e-4) with 256.
 DEFAULT_STEPS = {"prp": 64, "prr": 256}
+
+#: Default Heun steps of ``sample`` per schedule. Samples need less accuracy than
+#: densities: on two_moons at 1 000 simulations (``docs/benchmarks/
+#: 2026-12-02-iflow-cost/``, three trained models, observations 1-3) 32 steps were
+#: within 0.006 of 64 in C2ST, 16 steps 0.02-0.03 worse, 8 steps 0.05-0.09. A
+#: PR-reducing schedule samples with its ``steps`` (the compressed directions).
+DEFAULT_SAMPLE_STEPS = {"prp": 32, "prr": None}
 
 #: Fixed (time, noise) draws per validation example.
 DEFAULT_VALIDATION_DRAWS = 4
@@ -95,6 +105,14 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
             above.
         validation_draws: Fixed (time, noise) draws per validation pair; the
             validation loss is their mean.
+        theta_transform: Bijection from unbounded space onto the prior's support
+            (see :mod:`~sbi_allinone.inflationary.bounded`); the flow models the
+            parameters mapped through its inverse. ``None``: the parameters as
+            they are.
+        theta_support: The support the transform maps onto (the prior's), for
+            ``log_prob = -inf`` outside it.
+        sample_steps: Heun steps of ``sample`` (default: ``steps``); ``log_prob``
+            and the transforms use ``steps``. Unused by the adaptive solver.
     """
 
     #: ``log_prob`` integrates the ODE without a graph (the trace's gradients are
@@ -112,8 +130,12 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         rtol: float = 1e-5,
         exact_trace_max_dim: int = 10,
         validation_draws: int = DEFAULT_VALIDATION_DRAWS,
+        theta_transform: Transform | None = None,
+        theta_support: Constraint | None = None,
+        sample_steps: int | None = None,
     ) -> None:
         super().__init__(denoiser, standardization)
+        self.theta_transform, self.theta_support = theta_transform, theta_support
         embedding_net = standardization.embedding_net
         # A trained embedding net is averaged with the denoiser: the averaged F
         # was fitted to the averaged embedding's outputs.
@@ -131,6 +153,11 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
             )
         self.validation_draws = validation_draws
         self._check_solver(solver, steps)
+        self.sample_steps = steps if sample_steps is None else sample_steps
+        if self.sample_steps < 1:
+            raise ValueError(
+                f"`sample_steps` must be at least 1, got {self.sample_steps}."
+            )
 
     @staticmethod
     def _check_solver(solver: str, steps: int) -> None:
@@ -161,12 +188,18 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
             self._embedding_average.update_parameters(self._embedding_net)
 
     def to_pca(self, theta: Tensor) -> Tensor:
-        """Parameters ``(B, D)`` -> standardized PCA coordinates ``u`` ``(B, D)``."""
+        """Parameters ``(B, D)`` -> standardized PCA coordinates ``u`` ``(B, D)``
+        (of the unbounded parameters, with a ``theta_transform``)."""
+        if self.theta_transform is not None:
+            theta = self.theta_transform.inv(theta)
         return self._standardize(theta) @ self.basis
 
     def from_pca(self, u: Tensor) -> Tensor:
         """PCA coordinates ``(B, D)`` -> parameters ``(B, D)``."""
-        return self._unstandardize(u @ self.basis.T)
+        theta = self._unstandardize(u @ self.basis.T)
+        if self.theta_transform is not None:
+            theta = self.theta_transform(theta)
+        return theta
 
     # -- training --------------------------------------------------------------------
 
@@ -217,9 +250,9 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         denoised = self.net(z / alpha, t_column, context)
         return (alpha_dot / alpha + rate / 2) * z - alpha * rate / 2 * denoised
 
-    def _times(self, forward: bool) -> Tensor:
+    def _times(self, forward: bool, steps: int) -> Tensor:
         schedule = self.schedule
-        times = torch.linspace(schedule.t_min, schedule.t_max, self.steps + 1)
+        times = torch.linspace(schedule.t_min, schedule.t_max, steps + 1)
         return times if forward else times.flip(0)
 
     def _absolute_tolerance(self) -> float:
@@ -233,8 +266,11 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         variance = self.schedule.latent_variance()
         return self.atol * (variance.min() / variance.max()).sqrt().item()
 
-    def _integrate(self, z: Tensor, context: Tensor, forward: bool) -> Tensor:
-        """Integrate the pfODE from ``t_min`` to ``T`` (``forward``) or back."""
+    def _integrate(
+        self, z: Tensor, context: Tensor, forward: bool, steps: int | None = None
+    ) -> Tensor:
+        """Integrate the pfODE from ``t_min`` to ``T`` (``forward``) or back, in
+        ``steps`` Heun steps (default ``self.steps``)."""
 
         def field(t: Tensor, z: Tensor) -> Tensor:
             return self.drift(t, z, context)
@@ -246,7 +282,7 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
             return integrate_adaptive(
                 field, z, t0, t1, self._absolute_tolerance(), self.rtol
             )
-        return heun(field, z, self._times(forward))
+        return heun(field, z, self._times(forward, steps or self.steps))
 
     def _integrate_with_trace(
         self, z: Tensor, context: Tensor
@@ -263,7 +299,8 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
                 schedule.t_min, schedule.t_max, self._absolute_tolerance(), self.rtol
             )  # fmt: skip
             return integrate_with_divergence(field, z, probe=probe, adaptive=adaptive)
-        return integrate_with_divergence(field, z, self._times(forward=True), probe)
+        times = self._times(forward=True, steps=self.steps)
+        return integrate_with_divergence(field, z, times, probe)
 
     # -- the sbi interface -----------------------------------------------------------
 
@@ -292,6 +329,7 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
             + integral
             + self.dim_theta * alpha0.log().squeeze()
             - self.theta_std.log().sum()
+            + log_abs_det_unbounding(self.theta_transform, self.theta_support, theta)
         )
         return log_q.reshape(num_samples, -1)
 
@@ -308,13 +346,15 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
     def _sample_given(self, y: Tensor) -> Tensor:
         scale = self.schedule.latent_variance().sqrt().to(y)
         z = scale * torch.randn(y.shape[0], self.dim_theta, device=y.device)
-        return self._latent_to_theta(z, y)
+        return self._latent_to_theta(z, y, self.sample_steps)
 
-    def _latent_to_theta(self, z: Tensor, context: Tensor) -> Tensor:
+    def _latent_to_theta(
+        self, z: Tensor, context: Tensor, steps: int | None = None
+    ) -> Tensor:
         schedule = self.schedule
         t0 = torch.full((1, 1), schedule.t_min).to(z)
         return self.from_pca(
-            self._integrate(z, context, forward=False) / schedule.alpha(t0)
+            self._integrate(z, context, forward=False, steps=steps) / schedule.alpha(t0)
         )
 
     @torch.no_grad()
