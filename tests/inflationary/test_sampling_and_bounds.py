@@ -6,6 +6,7 @@ bounded prior that Gaussian lives in the unbounded space and the density in
 parameter space picks up the Jacobian of the map.
 """
 
+import io
 import math
 
 import pytest
@@ -135,3 +136,16 @@ def test_unbounding_needs_a_prior_and_a_known_flag():
         inflationary_flow_nn(z_score_theta="transform_to_unconstrained")
     with pytest.raises(ValueError, match="z_score_theta"):
         inflationary_flow_nn(z_score_theta="structured")
+
+
+def test_unbounded_estimator_survives_save_and_load():
+    estimator = _bounded_exact_estimator()
+    theta, x_o = PRIOR.sample((5,)), torch.tensor([[0.4, -1.0]])
+    buffer = io.BytesIO()
+    torch.save(estimator, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    torch.testing.assert_close(
+        loaded.log_prob(theta, x_o), estimator.log_prob(theta, x_o)
+    )
+    assert PRIOR.support.check(loaded.sample((100,), x_o)).all()
