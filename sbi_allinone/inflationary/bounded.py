@@ -15,71 +15,45 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, biject_to, constraints
+from torch.distributions import Distribution
+from torch.distributions.constraints import Constraint
 from torch.distributions.transforms import Transform
 
-__all__ = [
-    "has_bounded_support",
-    "in_support",
-    "log_abs_det_unbounding",
-    "unconstraining_transform",
-]
+__all__ = ["log_abs_det_unbounding", "prior_support"]
 
 
-def has_bounded_support(prior: Distribution) -> bool:
-    """Whether ``prior``'s support is anything but the whole real space.
+def prior_support(prior: Distribution) -> Constraint:
+    """The support of ``prior``, which the flow's samples must lie in.
 
     Args:
-        prior: A distribution with a ``support`` (as sbi's priors have).
+        prior: The prior over the parameters (sbi's priors have a ``support``).
 
     Returns:
-        ``False`` for ``real`` (or ``independent(real)``) support, ``True`` else.
+        ``prior.support``; ``biject_to`` of it maps unbounded space onto it (the
+        identity for an unbounded support).
 
     Raises:
         ValueError: If ``prior`` has no ``support``.
     """
-    support = getattr(prior, "support", None)
-    if support is None:
+    try:
+        return prior.support
+    except (AttributeError, NotImplementedError):
         raise ValueError(
             "`x_dist` needs a `support` to learn in an unbounded space; got "
             f"{type(prior).__name__} without one."
-        )
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    return not isinstance(support, type(constraints.real))
-
-
-def unconstraining_transform(prior: Distribution) -> Transform:
-    """The bijection from unbounded space onto ``prior``'s support.
-
-    Args:
-        prior: The prior over the parameters ``(dim_theta,)``.
-
-    Returns:
-        ``biject_to(prior.support)``: its forward maps unbounded ``(B, D)`` to the
-        support, its ``inv`` maps parameters to unbounded space, and its
-        ``log_abs_det_jacobian`` is ``(B,)``.
-    """
-    return biject_to(prior.support)
-
-
-def in_support(prior_support: constraints.Constraint, theta: Tensor) -> Tensor:
-    """``(B,)`` booleans: which rows of ``theta`` ``(B, D)`` lie in the support."""
-    inside = prior_support.check(theta)
-    if inside.ndim > 1:
-        inside = inside.all(-1)
-    return inside.to(torch.bool)
+        ) from None
 
 
 def log_abs_det_unbounding(
-    transform: Transform | None, support: constraints.Constraint | None, theta: Tensor
+    transform: Transform | None, support: Constraint | None, theta: Tensor
 ) -> Tensor:
     """``log |det d transform^-1 / d theta|`` ``(B,)`` at parameters ``(B, D)``.
 
     Args:
-        transform: Unbounded space -> support (``None``: no transform, 0).
-        support: The prior's support (the transform's image; a composed transform
-            does not always know it).
+        transform: ``biject_to(support)``, unbounded space -> support (``None``: no
+            transform, 0).
+        support: Its image, the prior's support (a composed transform's
+            ``codomain`` is not always it).
         theta: Parameters ``(B, D)``.
 
     Returns:
@@ -90,5 +64,7 @@ def log_abs_det_unbounding(
         return torch.zeros(theta.shape[0]).to(theta)
     unbounded = transform.inv(theta)
     log_det = -transform.log_abs_det_jacobian(unbounded, theta)
-    inside = in_support(support, theta)
+    inside = support.check(theta)
+    if inside.ndim > 1:  # a support that is not declared `independent`
+        inside = inside.all(-1)
     return torch.where(inside, log_det, torch.full_like(log_det, -math.inf))

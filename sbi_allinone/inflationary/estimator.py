@@ -45,6 +45,7 @@ from typing import Literal
 import torch
 from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 from torch import Tensor
+from torch.distributions import biject_to
 from torch.distributions.constraints import Constraint
 from torch.distributions.transforms import Transform
 
@@ -78,8 +79,9 @@ DEFAULT_STEPS = {"prp": 64, "prr": 256}
 
 #: Default Heun steps of ``sample`` per schedule. Samples need less accuracy than
 #: densities: on two_moons at 1 000 simulations (``docs/benchmarks/
-#: 2026-12-02-iflow-cost/``, three trained models, observations 1-3) 32 steps were
-#: within 0.006 of 64 in C2ST, 16 steps 0.02-0.03 worse, 8 steps 0.05-0.09. A
+#: 2026-12-02-iflow-cost/``, five trained models, observations 1-3) 32 steps were
+#: within 0.006 of 64 in C2ST or better, 16 steps 0.01-0.03 worse, 8 steps
+#: 0.05-0.09. A
 #: PR-reducing schedule samples with its ``steps`` (the compressed directions).
 DEFAULT_SAMPLE_STEPS = {"prp": 32, "prr": None}
 
@@ -105,12 +107,11 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
             above.
         validation_draws: Fixed (time, noise) draws per validation pair; the
             validation loss is their mean.
-        theta_transform: Bijection from unbounded space onto the prior's support
-            (see :mod:`~sbi_allinone.inflationary.bounded`); the flow models the
-            parameters mapped through its inverse. ``None``: the parameters as
-            they are.
-        theta_support: The support the transform maps onto (the prior's), for
-            ``log_prob = -inf`` outside it.
+        theta_support: The prior's support, to learn in unbounded space: the flow
+            models the parameters mapped through the inverse of
+            ``theta_transform = biject_to(theta_support)`` (see
+            :mod:`~sbi_allinone.inflationary.bounded`), and ``log_prob`` is
+            ``-inf`` outside it. ``None``: the parameters as they are.
         sample_steps: Heun steps of ``sample`` (default: ``steps``); ``log_prob``
             and the transforms use ``steps``. Unused by the adaptive solver.
     """
@@ -130,12 +131,14 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         rtol: float = 1e-5,
         exact_trace_max_dim: int = 10,
         validation_draws: int = DEFAULT_VALIDATION_DRAWS,
-        theta_transform: Transform | None = None,
         theta_support: Constraint | None = None,
         sample_steps: int | None = None,
     ) -> None:
         super().__init__(denoiser, standardization)
-        self.theta_transform, self.theta_support = theta_transform, theta_support
+        self.theta_support = theta_support
+        self.theta_transform: Transform | None = (
+            None if theta_support is None else biject_to(theta_support)
+        )
         embedding_net = standardization.embedding_net
         # A trained embedding net is averaged with the denoiser: the averaged F
         # was fitted to the averaged embedding's outputs.
@@ -282,7 +285,8 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
             return integrate_adaptive(
                 field, z, t0, t1, self._absolute_tolerance(), self.rtol
             )
-        return heun(field, z, self._times(forward, steps or self.steps))
+        steps = self.steps if steps is None else steps
+        return heun(field, z, self._times(forward, steps))
 
     def _integrate_with_trace(
         self, z: Tensor, context: Tensor

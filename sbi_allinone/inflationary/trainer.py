@@ -11,14 +11,10 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, biject_to
 from torch.distributions.constraints import Constraint
-from torch.distributions.transforms import Transform
 
-from sbi_allinone.inflationary.bounded import (
-    has_bounded_support,
-    unconstraining_transform,
-)
+from sbi_allinone.inflationary.bounded import prior_support
 from sbi_allinone.inflationary.denoiser import (
     DENOISER_DEFAULTS,
     DenoiserResNet,
@@ -163,8 +159,7 @@ def inflationary_flow_nn(
         basis and eigenvalues come from it).
     """
     _check_schedule(schedule, latent_dim)
-    theta_transform = _theta_transform(z_score_theta, x_dist)
-    support = None if theta_transform is None else x_dist.support
+    support = _theta_support(z_score_theta, x_dist)
     check_keywords(
         "inflationary_flow_nn", components, SCHEDULE_KEYWORDS + NETWORK_KEYWORDS
     )
@@ -172,17 +167,17 @@ def inflationary_flow_nn(
     return partial(
         _build_flow, schedule=schedule, latent_dim=latent_dim, gap=gap, noise=noise,
         network=network, embedding_net=embedding_net, z_score_x=z_score_x,
-        unbounding=(theta_transform, support), steps=steps, solver=solver,
+        theta_support=support, steps=steps, solver=solver,
         sample_steps=sample_steps, eigenvalue_floor=eigenvalue_floor,
         ema_decay=ema_decay, validation_draws=validation_draws, seed=seed,
     )  # fmt: skip
 
 
-def _theta_transform(
+def _theta_support(
     z_score_theta: ZScoreTheta, x_dist: Distribution | None
-) -> Transform | None:
-    """The bijection onto ``x_dist``'s support, for
-    ``z_score_theta="transform_to_unconstrained"``; else ``None``."""
+) -> Constraint | None:
+    """``x_dist``'s support, for ``z_score_theta="transform_to_unconstrained"``;
+    else ``None``."""
     if z_score_theta == "independent":
         return None
     if z_score_theta != "transform_to_unconstrained":
@@ -194,8 +189,7 @@ def _theta_transform(
         raise ValueError(
             "z_score_theta='transform_to_unconstrained' needs the prior as `x_dist`."
         )
-    has_bounded_support(x_dist)  # raises without a support
-    return unconstraining_transform(x_dist)
+    return prior_support(x_dist)
 
 
 def _check_schedule(schedule: str, latent_dim: int | float | None) -> None:
@@ -224,7 +218,7 @@ def _build_flow(
     network: dict[str, int],
     embedding_net: nn.Module | None,
     z_score_x: str | None,
-    unbounding: tuple[Transform | None, Constraint | None],
+    theta_support: Constraint | None,
     steps: int | None,
     solver: Literal["heun", "adaptive"],
     sample_steps: int | None,
@@ -235,14 +229,12 @@ def _build_flow(
 ) -> InflationaryFlowEstimator:
     """``build(theta, x)`` of :func:`inflationary_flow_nn`, whose other arguments
     these are (``noise``: those of its ``components`` that go to the schedule;
-    ``network``: those that go to the denoiser network; ``sampler``:
-    ``unbounding``: the transform onto the
-    prior's support and that support, or ``None`` twice)."""
+    ``network``: those that go to the denoiser network; ``theta_support``: the
+    prior's support, to learn in unbounded space, or ``None``)."""
     if seed is not None:
         torch.manual_seed(seed)
-    theta_transform, theta_support = unbounding
-    if theta_transform is not None:
-        theta = theta_transform.inv(theta)
+    if theta_support is not None:
+        theta = biject_to(theta_support).inv(theta)
     # The PCA basis is of standardized parameters, so they are always z-scored.
     standardization = fit_standardization(
         theta, x, z_score_theta="independent", z_score_x=z_score_x,
@@ -261,8 +253,7 @@ def _build_flow(
     return InflationaryFlowEstimator(
         PreconditionedDenoiser(net, inflation, ema_decay), standardization, basis,
         steps=steps, solver=solver, sample_steps=sample_steps,
-        validation_draws=validation_draws, theta_transform=theta_transform,
-        theta_support=theta_support,
+        validation_draws=validation_draws, theta_support=theta_support,
     )  # fmt: skip
 
 

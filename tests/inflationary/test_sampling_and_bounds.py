@@ -136,6 +136,10 @@ def test_unbounding_needs_a_prior_and_a_known_flag():
         inflationary_flow_nn(z_score_theta="transform_to_unconstrained")
     with pytest.raises(ValueError, match="z_score_theta"):
         inflationary_flow_nn(z_score_theta="structured")
+    with pytest.raises(ValueError, match="support"):
+        inflationary_flow_nn(
+            z_score_theta="transform_to_unconstrained", x_dist=object()
+        )
 
 
 def test_unbounded_estimator_survives_save_and_load():
