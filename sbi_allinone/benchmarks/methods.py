@@ -289,12 +289,14 @@ def train_inn(
 
 
 #: The options of ``iflow[...]`` that go to ``InflationaryFlow.train``; the others
-#: go to :func:`~sbi_allinone.inflationary.trainer.inflationary_flow_nn`.
+#: go to :func:`~sbi_allinone.inflationary.builder.inflationary_flow_nn`.
 IFLOW_TRAINING_OPTIONS: tuple[str, ...] = (
     "training_batch_size",
     "learning_rate",
     "stop_after_epochs",
     "max_num_epochs",
+    "num_steps",
+    "lr_decay",
 )
 
 
@@ -310,7 +312,7 @@ def train_inflationary_flow(
     to ``InflationaryFlow.train``
     (``iflow[stop_after_epochs=6000,max_num_epochs=5000]``; ``None`` keeps the
     trainer's default), the others to
-    :func:`~sbi_allinone.inflationary.trainer.inflationary_flow_nn`
+    :func:`~sbi_allinone.inflationary.builder.inflationary_flow_nn`
     (``iflow[steps=256]``, ``iflow[ema_decay=None]``)."""
     training, flow_kwargs = split_keywords(options, IFLOW_TRAINING_OPTIONS)
     inference = InflationaryFlow(

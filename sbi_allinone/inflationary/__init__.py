@@ -2,9 +2,10 @@
 posterior estimator: an inflating noise schedule whose probability-flow ODE maps
 parameters invertibly to a Gaussian latent, for each observation."""
 
+from sbi_allinone.inflationary.builder import inflationary_flow_nn
 from sbi_allinone.inflationary.estimator import InflationaryFlowEstimator
 from sbi_allinone.inflationary.schedule import InflationarySchedule
-from sbi_allinone.inflationary.trainer import InflationaryFlow, inflationary_flow_nn
+from sbi_allinone.inflationary.trainer import InflationaryFlow
 
 __all__ = [
     "InflationaryFlow",

@@ -1,281 +1,35 @@
-"""``inflationary_flow_nn`` (a builder like sbi's ``posterior_nn``) and the
-``InflationaryFlow`` trainer."""
+"""``InflationaryFlow``: sbi's NPE with an inflationary flow, and its training
+schedule."""
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
-from functools import partial
 from typing import Any, Literal
 
-import torch
-from torch import Tensor, nn
-from torch.distributions import Distribution, biject_to
-from torch.distributions.constraints import Constraint
+from torch.distributions import Distribution
 
-from sbi_allinone.inflationary.bounded import prior_support
-from sbi_allinone.inflationary.denoiser import (
-    DENOISER_DEFAULTS,
-    DenoiserResNet,
-    PreconditionedDenoiser,
-)
-from sbi_allinone.inflationary.estimator import (
-    DEFAULT_SAMPLE_STEPS,
-    DEFAULT_STEPS,
-    DEFAULT_VALIDATION_DRAWS,
-    InflationaryFlowEstimator,
-)
-from sbi_allinone.inflationary.schedule import InflationarySchedule
-from sbi_allinone.npe_plugin import (
-    NPE_KEYWORDS,
-    BuilderNPE,
-    check_keywords,
-    split_keywords,
-)
+from sbi_allinone.diffusion.optimizer import flush_denormal, live_adam
+from sbi_allinone.inflationary.builder import inflationary_flow_nn
+from sbi_allinone.inflationary.estimator import InflationaryFlowEstimator
+from sbi_allinone.npe_plugin import NPE_KEYWORDS, BuilderNPE, split_keywords
 from sbi_allinone.sbi_internals import num_stored_simulations
-from sbi_allinone.standardized import fit_standardization
 
 __all__ = [
-    "NETWORK_KEYWORDS",
+    "DEFAULT_NUM_STEPS",
     "PATIENCE_STEPS",
-    "SCHEDULE_KEYWORDS",
     "InflationaryFlow",
-    "directions_explaining",
-    "inflationary_flow_nn",
+    "cosine_learning_rate",
+    "default_num_steps",
     "patience_epochs",
 ]
 
-ZScoreTheta = Literal["independent", "transform_to_unconstrained"]
-
-#: Early-stopping patience of :meth:`InflationaryFlow.train`, in optimizer steps.
+#: Early-stopping patience of :meth:`InflationaryFlow.train` at a constant learning
+#: rate (``lr_decay="constant"``), in optimizer steps.
 PATIENCE_STEPS = 20_000
 
-
-def _pca(theta_standardized: Tensor, floor: float) -> tuple[Tensor, Tensor]:
-    """Eigenvalues (descending, floored) and eigenvectors of the covariance."""
-    covariance = torch.cov(theta_standardized.T).reshape(
-        theta_standardized.shape[1], theta_standardized.shape[1]
-    )
-    eigenvalues, eigenvectors = torch.linalg.eigh(covariance.double())
-    eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
-    # A direction without variance would make c_out vanish and the loss divide by 0.
-    eigenvalues = eigenvalues.clamp_min(floor * eigenvalues.max())
-    return eigenvalues.float(), eigenvectors.float()
-
-
-def directions_explaining(eigenvalues: Tensor, fraction: float) -> int:
-    """The fewest top principal directions whose variance reaches ``fraction``.
-
-    Args:
-        eigenvalues: PCA eigenvalues ``(D,)``, descending.
-        fraction: Fraction of the total variance, in ``(0, 1)``.
-
-    Returns:
-        Number of directions, between 1 and ``D``. ``D`` comes with a warning: no
-        lower-dimensional structure, a PR-reducing schedule would drop variance.
-    """
-    explained = eigenvalues.cumsum(0) / eigenvalues.sum()
-    kept = min(int((explained < fraction).sum()) + 1, eigenvalues.numel())
-    if kept == eigenvalues.numel():
-        below = explained[-2].item() if kept > 1 else 0.0
-        warnings.warn(
-            f"latent_dim={fraction}: the top {kept - 1} principal directions of the "
-            f"parameters explain {below:.3f} of their variance, so every direction "
-            "is kept and the schedule is PR-preserving.",
-            stacklevel=4,  # the caller of the builder
-        )
-    return kept
-
-
-#: The keywords of :func:`inflationary_flow_nn` that go to the noise schedule,
-#: :class:`InflationarySchedule` (defaults: ``SCHEDULE_DEFAULTS``), and to the
-#: denoiser network, :class:`DenoiserResNet` (defaults: ``DENOISER_DEFAULTS``).
-SCHEDULE_KEYWORDS: tuple[str, ...] = ("gamma0", "rho", "t_max")
-NETWORK_KEYWORDS: tuple[str, ...] = ("hidden_features", "num_layers")
-
-
-def inflationary_flow_nn(
-    schedule: Literal["prp", "prr"] = "prp",
-    latent_dim: int | float | None = None,
-    gap: float = 1.02,
-    *,
-    embedding_net: nn.Module | None = None,
-    z_score_theta: ZScoreTheta = "independent",
-    z_score_x: str | None = "independent",
-    x_dist: Distribution | None = None,
-    steps: int | None = None,
-    solver: Literal["heun", "adaptive"] = "heun",
-    sample_steps: int | None = None,
-    eigenvalue_floor: float = 1e-4,
-    ema_decay: float | None = DENOISER_DEFAULTS.ema_decay,
-    validation_draws: int = DEFAULT_VALIDATION_DRAWS,
-    seed: int | None = None,
-    **components: float,
-) -> Callable[[Tensor, Tensor], InflationaryFlowEstimator]:
-    """Builder of an inflationary-flow posterior estimator for
-    ``NPE(density_estimator=...)``.
-
-    Args:
-        schedule: ``"prp"`` (participation-ratio preserving: every direction inflates
-            at the same rate) or ``"prr"`` (reducing to ``latent_dim`` dimensions).
-        latent_dim: Number of directions a ``"prr"`` schedule keeps; or, as a float
-            in ``(0, 1)``, the fraction of the standardized parameters' variance to
-            keep, see :func:`directions_explaining` (if that is every direction,
-            the schedule is PR-preserving, with a warning).
-        gap: Inflation gap of the compressed directions (``"prr"``).
-        embedding_net: As in sbi's ``posterior_nn``; see
-            :func:`~sbi_allinone.standardized.fit_standardization`.
-        z_score_theta: ``"independent"`` (z-score each parameter) or, as in sbi's
-            ``posterior_nn``, ``"transform_to_unconstrained"``: map the parameters
-            from the support of ``x_dist`` to unbounded space first (then z-score
-            there), so that no sample falls outside a bounded prior; see
-            :mod:`~sbi_allinone.inflationary.bounded`.
-        z_score_x: As in sbi's ``posterior_nn``.
-        x_dist: The prior, for ``z_score_theta="transform_to_unconstrained"`` (sbi's
-            name; :class:`InflationaryFlow` passes it).
-        steps: Heun steps of ``log_prob`` and the transforms (default:
-            ``DEFAULT_STEPS`` of the schedule, 64 or 256; why, see there).
-        solver: ``"heun"`` or ``"adaptive"`` (zuko's Dormand-Prince).
-        sample_steps: Heun steps of ``sample`` (default: ``DEFAULT_SAMPLE_STEPS``
-            of the schedule, at most ``steps``; fewer than ``log_prob`` needs, see
-            there).
-        eigenvalue_floor: PCA eigenvalues are floored at this fraction of the
-            largest (a degenerate direction would zero the preconditioning).
-        ema_decay: Decay of the weight average of the denoiser (``None``: none); why
-            it is on, see ``DenoiserDefaults``.
-        validation_draws: Fixed (time, noise) draws per validation pair; the
-            validation loss averages them.
-        seed: Seed of the network initialization.
-        **components: ``gamma0``, ``rho``, ``t_max``: noise variance at ``t = 0``
-            (in units of the standardized parameters), inflation rate and final
-            time ``T`` of :class:`InflationarySchedule`; why the defaults, see
-            ``ScheduleDefaults``. ``hidden_features``, ``num_layers``: width and
-            residual blocks of the denoiser network, :class:`DenoiserResNet`. Each
-            defaults to that class's default.
-
-    Returns:
-        ``build(theta, x)``, called by sbi with the training data (z-scoring, PCA
-        basis and eigenvalues come from it).
-    """
-    _check_schedule(schedule, latent_dim)
-    support = _theta_support(z_score_theta, x_dist)
-    check_keywords(
-        "inflationary_flow_nn", components, SCHEDULE_KEYWORDS + NETWORK_KEYWORDS
-    )
-    noise, network = split_keywords(components, SCHEDULE_KEYWORDS)
-    return partial(
-        _build_flow, schedule=schedule, latent_dim=latent_dim, gap=gap, noise=noise,
-        network=network, embedding_net=embedding_net, z_score_x=z_score_x,
-        theta_support=support, steps=steps, solver=solver,
-        sample_steps=sample_steps, eigenvalue_floor=eigenvalue_floor,
-        ema_decay=ema_decay, validation_draws=validation_draws, seed=seed,
-    )  # fmt: skip
-
-
-def _theta_support(
-    z_score_theta: ZScoreTheta, x_dist: Distribution | None
-) -> Constraint | None:
-    """``x_dist``'s support, for ``z_score_theta="transform_to_unconstrained"``;
-    else ``None``."""
-    if z_score_theta == "independent":
-        return None
-    if z_score_theta != "transform_to_unconstrained":
-        raise ValueError(
-            "`z_score_theta` must be 'independent' or 'transform_to_unconstrained', "
-            f"got {z_score_theta!r}."
-        )
-    if x_dist is None:
-        raise ValueError(
-            "z_score_theta='transform_to_unconstrained' needs the prior as `x_dist`."
-        )
-    return prior_support(x_dist)
-
-
-def _check_schedule(schedule: str, latent_dim: int | float | None) -> None:
-    """Raise for an unknown schedule or a ``latent_dim`` it cannot use."""
-    if schedule not in ("prp", "prr"):
-        raise ValueError(f"`schedule` must be 'prp' or 'prr', got {schedule!r}.")
-    if schedule == "prr" and latent_dim is None:
-        raise ValueError("schedule='prr' needs `latent_dim`.")
-    if schedule == "prp" and latent_dim is not None:
-        raise ValueError("`latent_dim` applies to schedule='prr' only.")
-    if isinstance(latent_dim, float) and not 0.0 < latent_dim < 1.0:
-        raise ValueError(
-            "`latent_dim` as a float is a fraction of explained variance in (0, 1), "
-            f"got {latent_dim}."
-        )
-
-
-def _build_flow(
-    theta: Tensor,
-    x: Tensor,
-    *,
-    schedule: Literal["prp", "prr"],
-    latent_dim: int | float | None,
-    gap: float,
-    noise: dict[str, float],
-    network: dict[str, int],
-    embedding_net: nn.Module | None,
-    z_score_x: str | None,
-    theta_support: Constraint | None,
-    steps: int | None,
-    solver: Literal["heun", "adaptive"],
-    sample_steps: int | None,
-    eigenvalue_floor: float,
-    ema_decay: float | None,
-    validation_draws: int,
-    seed: int | None,
-) -> InflationaryFlowEstimator:
-    """``build(theta, x)`` of :func:`inflationary_flow_nn`, whose other arguments
-    these are (``noise``: those of its ``components`` that go to the schedule;
-    ``network``: those that go to the denoiser network; ``theta_support``: the
-    prior's support, to learn in unbounded space, or ``None``)."""
-    if seed is not None:
-        torch.manual_seed(seed)
-    if theta_support is not None:
-        theta = biject_to(theta_support).inv(theta)
-    # The PCA basis is of standardized parameters, so they are always z-scored.
-    standardization = fit_standardization(
-        theta, x, z_score_theta="independent", z_score_x=z_score_x,
-        embedding_net=embedding_net,
-    )  # fmt: skip
-    eigenvalues, basis = _pca(
-        (theta - standardization.theta_mean) / standardization.theta_std,
-        eigenvalue_floor,
-    )
-    inflation, kind = _noise_schedule(eigenvalues, schedule, latent_dim, gap, noise)
-    steps = DEFAULT_STEPS[kind] if steps is None else steps
-    if sample_steps is None:
-        # Never more than `steps`: a user who lowers them for speed samples as fast.
-        sample_steps = min(DEFAULT_SAMPLE_STEPS[kind] or steps, steps)
-    net = DenoiserResNet(standardization.dim_theta, standardization.dim_y, **network)
-    return InflationaryFlowEstimator(
-        PreconditionedDenoiser(net, inflation, ema_decay), standardization, basis,
-        steps=steps, solver=solver, sample_steps=sample_steps,
-        validation_draws=validation_draws, theta_support=theta_support,
-    )  # fmt: skip
-
-
-def _noise_schedule(
-    eigenvalues: Tensor,
-    schedule: Literal["prp", "prr"],
-    latent_dim: int | float | None,
-    gap: float,
-    noise: dict[str, float],
-) -> tuple[InflationarySchedule, Literal["prp", "prr"]]:
-    """The inflationary schedule for the PCA eigenvalues ``(D,)``, and its kind
-    (``"prp"`` where a reduction keeps every direction)."""
-    kept = latent_dim
-    if isinstance(latent_dim, float):
-        kept = directions_explaining(eigenvalues, latent_dim)
-        # Nothing to reduce: the same flow as "prp" (the warning said so).
-        kept = None if kept == eigenvalues.numel() else kept
-    if schedule == "prp" or kept is None:
-        preserving = InflationarySchedule.preserving(eigenvalues, **noise)
-        return preserving, "prp"
-    reducing = InflationarySchedule.reducing(eigenvalues, kept, gap, **noise)
-    return reducing, "prr"
+#: Optimizer steps of :meth:`InflationaryFlow.train` with the cosine decay.
+DEFAULT_NUM_STEPS = 3_000
 
 
 class InflationaryFlow(BuilderNPE):
@@ -310,50 +64,143 @@ class InflationaryFlow(BuilderNPE):
         builder = inflationary_flow_nn(schedule=schedule, **flow_kwargs)
         super().__init__(prior, builder, **npe_kwargs)
 
-    def train(self, **kwargs: Any) -> InflationaryFlowEstimator:
+    def train(
+        self,
+        num_steps: int | None = None,
+        lr_decay: Literal["cosine", "constant"] = "cosine",
+        **kwargs: Any,
+    ) -> InflationaryFlowEstimator:
         """Train as ``NPE.train``, single round only (the atomic loss of sequential
         NPE would integrate the ODE for every atom).
 
-        Defaults differ from NPE's where a denoising loss needs it:
-        ``learning_rate=1e-3``, and a patience of ``PATIENCE_STEPS`` optimizer steps
-        (``stop_after_epochs`` is derived from it, between 20 and 1 000 epochs). A
-        diffusion model's samples keep improving long after its validation loss
-        looks flat, so the patience is long: with the default network and weight
-        average, the 1 000-simulation runs of the benchmark record
-        (``docs/benchmarks/2026-11-30-iflow-resnet``) stopped after 1 000-2 800
-        epochs. Before the weight average, the noisy validation loss stopped two
-        moons (1 000 simulations) after 285 epochs at C2ST 0.93, against 0.65-0.68
-        after 2 000. Tiny budgets train one step per epoch and so up to 1 000
-        epochs past the best one; pass ``stop_after_epochs`` to shorten that.
+        By default the run is a budget of ``num_steps`` optimizer steps over which
+        the learning rate (``learning_rate=2e-3``) decays to 0 along a cosine; the
+        weights of the best validation loss are returned, as sbi does, which keeps
+        tasks that overfit (slcp, gaussian_linear_uniform at 1 000 simulations) near
+        their best epoch. The decay reached the C2ST of 8 000 constant-rate steps
+        in 3 000 on two moons (``docs/benchmarks/2026-12-02-iflow-cost/``). There is
+        no early stopping by default (``stop_after_epochs`` is the whole budget):
+        at the high early rate the validation loss can stall for a third of the run
+        before the decay brings it down (gaussian_mixture, 1 000 simulations, width
+        64: a patience of a quarter of the budget stopped it at C2ST 0.74 instead
+        of 0.58).
+
+        Args:
+            num_steps: Optimizer steps of the run (default:
+                :func:`default_num_steps` of the number of simulations); sets
+                ``max_num_epochs``. Not with ``max_num_epochs``.
+            lr_decay: ``"cosine"``, or ``"constant"`` for the constant learning rate
+                (``learning_rate=1e-3``) of earlier versions, with a patience of
+                ``PATIENCE_STEPS`` steps (between 20 and 1 000 epochs) and no step
+                budget unless ``num_steps`` sets one.
+            **kwargs: ``NPE.train``'s arguments, with the defaults above.
+
+        Returns:
+            The trained estimator.
         """
         self._refuse_proposals(
             "InflationaryFlow trains on simulations from the prior only (single "
             "round); got simulations from a proposal."
         )
-        kwargs.setdefault("learning_rate", 1e-3)
-        if "stop_after_epochs" not in kwargs:
-            kwargs["stop_after_epochs"] = patience_epochs(
-                num_stored_simulations(self),
-                kwargs.get("training_batch_size", 200),
-                kwargs.get("validation_fraction", 0.1),
+        kwargs = self._schedule_keywords(num_steps, lr_decay, kwargs)
+        with flush_denormal(), warnings.catch_warnings():
+            # Reaching the step budget is the plan, not a failure to converge.
+            warnings.filterwarnings("ignore", "Maximum number of epochs")
+            return super().train(**kwargs)
+
+    def _schedule_keywords(
+        self, num_steps: int | None, lr_decay: str, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``NPE.train``'s keywords for the schedule :meth:`train` describes; sets
+        the cosine decay (or ``None``) for :meth:`_train_epoch`."""
+        if lr_decay not in ("cosine", "constant"):
+            raise ValueError(
+                f"`lr_decay` must be 'cosine' or 'constant', got {lr_decay!r}."
             )
-        return super().train(**kwargs)
+        if num_steps is not None and "max_num_epochs" in kwargs:
+            raise ValueError("Pass `num_steps` or `max_num_epochs`, not both.")
+        if num_steps is not None and num_steps < 1:
+            raise ValueError(f"`num_steps` must be positive, got {num_steps}.")
+        cosine, kwargs = lr_decay == "cosine", dict(kwargs)
+        kwargs.setdefault("learning_rate", 2e-3 if cosine else 1e-3)
+        shape = (
+            num_stored_simulations(self),
+            kwargs.get("training_batch_size", 200),
+            kwargs.get("validation_fraction", 0.1),
+        )
+        if num_steps is None and cosine:
+            num_steps = default_num_steps(shape[0])
+        if num_steps is not None:
+            epochs = math.ceil(num_steps / _steps_per_epoch(*shape))
+            kwargs["max_num_epochs"] = epochs - 1  # sbi runs epochs 0..max
+        self._cosine_epochs = None
+        if cosine:
+            self._cosine_epochs = (
+                kwargs["learning_rate"],
+                kwargs["max_num_epochs"] + 1,
+            )
+        if "stop_after_epochs" not in kwargs:
+            kwargs["stop_after_epochs"] = (
+                kwargs["max_num_epochs"] + 1
+                if cosine
+                else patience_epochs(*shape, PATIENCE_STEPS)
+            )
+        return kwargs
+
+    def _train_epoch(self, train_loader, clip_max_norm, loss_args) -> float:  # noqa: ANN001
+        """sbi's epoch, with Adam over the live network only (:func:`live_adam`,
+        replacing sbi's once per run), at the learning rate of the cosine decay (if
+        on)."""
+        if getattr(self, "_own_optimizer", None) is not self.optimizer:
+            self.optimizer = live_adam(self.optimizer, self._neural_net, self._device)
+            self._own_optimizer = self.optimizer
+        if getattr(self, "_cosine_epochs", None) is not None:
+            learning_rate = cosine_learning_rate(self.epoch, *self._cosine_epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate
+        return super()._train_epoch(train_loader, clip_max_norm, loss_args)
+
+
+def cosine_learning_rate(epoch: int, base: float, num_epochs: int) -> float:
+    """``base`` decayed to 0 along a half cosine over ``num_epochs`` epochs.
+
+    Example:
+        >>> cosine_learning_rate(0, 2e-3, 4), cosine_learning_rate(2, 2e-3, 4)
+        (0.002, 0.001)
+    """
+    fraction = min(epoch / num_epochs, 1.0)
+    return base * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+
+def default_num_steps(num_simulations: int) -> int:
+    """Optimizer steps of :meth:`InflationaryFlow.train` for ``num_simulations``."""
+    return DEFAULT_NUM_STEPS
+
+
+def _steps_per_epoch(
+    num_simulations: int, training_batch_size: int, validation_fraction: float
+) -> int:
+    num_train = num_simulations * (1 - validation_fraction)
+    return max(1, math.ceil(num_train / training_batch_size))
 
 
 def patience_epochs(
-    num_simulations: int, training_batch_size: int, validation_fraction: float
+    num_simulations: int,
+    training_batch_size: int,
+    validation_fraction: float,
+    patience_steps: int = PATIENCE_STEPS,
 ) -> int:
-    """Early-stopping patience in epochs: ``PATIENCE_STEPS`` optimizer steps,
+    """Early-stopping patience in epochs: ``patience_steps`` optimizer steps,
     between 20 and 1 000 epochs.
 
     Args:
         num_simulations: Simulations appended (training and validation).
         training_batch_size: Examples per optimizer step.
         validation_fraction: Fraction held out for validation.
+        patience_steps: Patience in optimizer steps.
 
     Returns:
         ``stop_after_epochs`` for sbi's training loop.
     """
-    num_train = num_simulations * (1 - validation_fraction)
-    steps_per_epoch = math.ceil(num_train / training_batch_size)
-    return min(max(20, math.ceil(PATIENCE_STEPS / steps_per_epoch)), 1000)
+    steps = _steps_per_epoch(num_simulations, training_batch_size, validation_fraction)
+    return min(max(20, math.ceil(patience_steps / steps)), 1000)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils import clip_grad_norm_
 
+from sbi_allinone.diffusion.optimizer import live_adam
 from sbi_allinone.diffusion.validation import fixed_draws
 from sbi_allinone.sbi_internals import (
     StartIndexContext,
@@ -42,21 +43,7 @@ from sbi_allinone.simformer.schedule import (
 from sbi_allinone.simformer.tokens import Tokens
 from sbi_allinone.training_checks import DivergenceGuard
 
-__all__ = ["StepsTrainingLoop", "flush_denormal", "sbi_config", "steps_not_epochs"]
-
-
-@contextmanager
-def flush_denormal() -> Iterator[None]:
-    """Flush denormal numbers to zero inside the block.
-
-    Adam's second moments of rarely used parameters decay into denormal numbers, on
-    which the CPU's sqrt and division are ~100x slower.
-    """
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
+__all__ = ["StepsTrainingLoop", "sbi_config", "steps_not_epochs"]
 
 
 def sbi_config(batch_size: int, num_epochs: int, **kwargs: Any) -> TrainConfig:
@@ -164,16 +151,11 @@ class StepsTrainingLoop(DivergenceGuard):
         self._mask_kind_cdf = mask_kind_cdf(mask_weights)
 
     def _fused_optimizer(self) -> torch.optim.Optimizer:
-        """Adam over the live network, fused into one kernel per step.
-
-        sbi's loop builds a plain Adam over all parameters (the frozen weight
-        average included); it is replaced once per (non-resumed) run.
-        """
+        """Adam over the live network (:func:`live_adam`), replacing sbi's once per
+        (non-resumed) run."""
         if getattr(self, "_own_optimizer", None) is not self.optimizer:
-            learning_rate = self.optimizer.param_groups[0]["lr"]
-            parameters = self._neural_net.net.parameters()
-            self.optimizer = torch.optim.Adam(
-                parameters, lr=learning_rate, fused=self._device == "cpu"
+            self.optimizer = live_adam(
+                self.optimizer, self._neural_net.net, self._device
             )
             self._own_optimizer = self.optimizer
         return self.optimizer

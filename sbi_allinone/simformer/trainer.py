@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from sbi_allinone.diffusion.noise import NoiseLevels, make_noise
+from sbi_allinone.diffusion.optimizer import flush_denormal
 from sbi_allinone.sbi_internals import store_prior_round
 from sbi_allinone.simformer.estimator import (
     MaskKind,
@@ -31,12 +32,7 @@ from sbi_allinone.simformer.inputs import (
     checked_simulations,
     warn_unused_graph,
 )
-from sbi_allinone.simformer.loop import (
-    StepsTrainingLoop,
-    flush_denormal,
-    sbi_config,
-    steps_not_epochs,
-)
+from sbi_allinone.simformer.loop import StepsTrainingLoop, sbi_config, steps_not_epochs
 from sbi_allinone.simformer.masks import check_dag
 from sbi_allinone.simformer.network import SimformerNet
 from sbi_allinone.simformer.posterior import (

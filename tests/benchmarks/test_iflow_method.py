@@ -7,11 +7,10 @@ from sbi_allinone.inflationary import InflationaryFlowEstimator, trainer
 
 
 @pytest.fixture(autouse=True)
-def short_patience(monkeypatch):
+def short_training(monkeypatch):
     """These tests check plumbing, not accuracy: at 100-150 simulations (one step an
-    epoch) the default patience of 1 000 epochs, under the weight average's smooth
-    validation loss, trains for minutes."""
-    monkeypatch.setattr(trainer, "PATIENCE_STEPS", 100)
+    epoch) the default 3 000 steps take a minute."""
+    monkeypatch.setattr(trainer, "DEFAULT_NUM_STEPS", 100)
 
 
 def test_iflow_runs_in_the_runner():

@@ -8,7 +8,7 @@ from sbi.inference import NPE
 from sbi.utils.metrics import c2st
 
 from sbi_allinone import InflationaryFlow, inflationary_flow_nn
-from sbi_allinone.inflationary.trainer import patience_epochs
+from sbi_allinone.inflationary.trainer import cosine_learning_rate, patience_epochs
 from sbi_allinone.tracking import NullTracker
 
 PRIOR = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
@@ -85,3 +85,55 @@ def test_patience_is_a_number_of_optimizer_steps():
     assert patience_epochs(10_000, 200, 0.1) == 445
     # 1 000 000 simulations: 4 500 steps an epoch, at least 20 epochs.
     assert patience_epochs(1_000_000, 200, 0.1) == 20
+
+
+def _trainer(n: int = 200, **kwargs) -> InflationaryFlow:
+    torch.manual_seed(3)
+    theta, x = _simulate(n)
+    inference = InflationaryFlow(
+        PRIOR, tracker=NullTracker(), show_progress_bars=False, num_layers=1, **kwargs
+    )
+    return inference.append_simulations(theta, x)
+
+
+def test_the_cosine_schedule_is_a_step_budget_with_decay_to_zero():
+    # 200 simulations, 180 for training: one step of 200 an epoch.
+    inference = _trainer()
+    inference.train(num_steps=30, stop_after_epochs=1_000)
+    assert inference.epoch == 30
+    lr = inference.optimizer.param_groups[0]["lr"]
+    assert lr == pytest.approx(cosine_learning_rate(29, 2e-3, 30)) and lr < 2e-5
+    assert cosine_learning_rate(0, 2e-3, 30) == 2e-3
+    assert cosine_learning_rate(15, 2e-3, 30) == pytest.approx(1e-3)
+    # Three steps an epoch at batches of 60: ceil(30 / 3) epochs.
+    inference = _trainer()
+    inference.train(num_steps=30, training_batch_size=60, stop_after_epochs=1_000)
+    assert inference.epoch == 10
+
+
+def test_the_constant_schedule_keeps_its_rate_and_patience():
+    inference = _trainer()
+    inference.train(lr_decay="constant", max_num_epochs=5)
+    assert inference.optimizer.param_groups[0]["lr"] == 1e-3
+    assert inference.epoch == 6  # sbi runs epochs 0..max_num_epochs
+
+
+def test_adam_updates_the_live_network_only():
+    inference = _trainer()
+    inference.train(num_steps=2)
+    estimator = inference._neural_net
+    optimized = {
+        id(p) for group in inference.optimizer.param_groups for p in group["params"]
+    }
+    live = {id(p) for p in estimator.net.net.parameters()}
+    average = {id(p) for p in estimator.net.average.parameters()}
+    assert live <= optimized and not (average & optimized)
+
+
+def test_bad_schedules_are_refused():
+    with pytest.raises(ValueError, match="lr_decay"):
+        _trainer().train(lr_decay="linear")
+    with pytest.raises(ValueError, match="not both"):
+        _trainer().train(num_steps=10, max_num_epochs=3)
+    with pytest.raises(ValueError, match="num_steps"):
+        _trainer().train(num_steps=0)

@@ -1,0 +1,266 @@
+"""``inflationary_flow_nn``: a builder of inflationary-flow estimators, like sbi's
+``posterior_nn``."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from functools import partial
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, biject_to
+from torch.distributions.constraints import Constraint
+
+from sbi_allinone.inflationary.bounded import prior_support
+from sbi_allinone.inflationary.denoiser import (
+    DENOISER_DEFAULTS,
+    DenoiserResNet,
+    PreconditionedDenoiser,
+)
+from sbi_allinone.inflationary.estimator import (
+    DEFAULT_SAMPLE_STEPS,
+    DEFAULT_STEPS,
+    DEFAULT_VALIDATION_DRAWS,
+    InflationaryFlowEstimator,
+)
+from sbi_allinone.inflationary.schedule import InflationarySchedule
+from sbi_allinone.npe_plugin import check_keywords, split_keywords
+from sbi_allinone.standardized import fit_standardization
+
+__all__ = [
+    "NETWORK_KEYWORDS",
+    "SCHEDULE_KEYWORDS",
+    "ZScoreTheta",
+    "directions_explaining",
+    "inflationary_flow_nn",
+]
+
+ZScoreTheta = Literal["independent", "transform_to_unconstrained"]
+
+
+def _pca(theta_standardized: Tensor, floor: float) -> tuple[Tensor, Tensor]:
+    """Eigenvalues (descending, floored) and eigenvectors of the covariance."""
+    covariance = torch.cov(theta_standardized.T).reshape(
+        theta_standardized.shape[1], theta_standardized.shape[1]
+    )
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance.double())
+    eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
+    # A direction without variance would make c_out vanish and the loss divide by 0.
+    eigenvalues = eigenvalues.clamp_min(floor * eigenvalues.max())
+    return eigenvalues.float(), eigenvectors.float()
+
+
+def directions_explaining(eigenvalues: Tensor, fraction: float) -> int:
+    """The fewest top principal directions whose variance reaches ``fraction``.
+
+    Args:
+        eigenvalues: PCA eigenvalues ``(D,)``, descending.
+        fraction: Fraction of the total variance, in ``(0, 1)``.
+
+    Returns:
+        Number of directions, between 1 and ``D``. ``D`` comes with a warning: no
+        lower-dimensional structure, a PR-reducing schedule would drop variance.
+    """
+    explained = eigenvalues.cumsum(0) / eigenvalues.sum()
+    kept = min(int((explained < fraction).sum()) + 1, eigenvalues.numel())
+    if kept == eigenvalues.numel():
+        below = explained[-2].item() if kept > 1 else 0.0
+        warnings.warn(
+            f"latent_dim={fraction}: the top {kept - 1} principal directions of the "
+            f"parameters explain {below:.3f} of their variance, so every direction "
+            "is kept and the schedule is PR-preserving.",
+            stacklevel=4,  # the caller of the builder
+        )
+    return kept
+
+
+#: The keywords of :func:`inflationary_flow_nn` that go to the noise schedule,
+#: :class:`InflationarySchedule` (defaults: ``SCHEDULE_DEFAULTS``), and to the
+#: denoiser network, :class:`DenoiserResNet` (defaults: ``DENOISER_DEFAULTS``).
+SCHEDULE_KEYWORDS: tuple[str, ...] = ("gamma0", "rho", "t_max")
+NETWORK_KEYWORDS: tuple[str, ...] = ("hidden_features", "num_layers")
+
+
+def inflationary_flow_nn(
+    schedule: Literal["prp", "prr"] = "prp",
+    latent_dim: int | float | None = None,
+    gap: float = 1.02,
+    *,
+    embedding_net: nn.Module | None = None,
+    z_score_theta: ZScoreTheta = "independent",
+    z_score_x: str | None = "independent",
+    x_dist: Distribution | None = None,
+    steps: int | None = None,
+    solver: Literal["heun", "adaptive"] = "heun",
+    sample_steps: int | None = None,
+    eigenvalue_floor: float = 1e-4,
+    ema_decay: float | None = DENOISER_DEFAULTS.ema_decay,
+    validation_draws: int = DEFAULT_VALIDATION_DRAWS,
+    seed: int | None = None,
+    **components: float,
+) -> Callable[[Tensor, Tensor], InflationaryFlowEstimator]:
+    """Builder of an inflationary-flow posterior estimator for
+    ``NPE(density_estimator=...)``.
+
+    Args:
+        schedule: ``"prp"`` (participation-ratio preserving: every direction inflates
+            at the same rate) or ``"prr"`` (reducing to ``latent_dim`` dimensions).
+        latent_dim: Number of directions a ``"prr"`` schedule keeps; or, as a float
+            in ``(0, 1)``, the fraction of the standardized parameters' variance to
+            keep, see :func:`directions_explaining` (if that is every direction,
+            the schedule is PR-preserving, with a warning).
+        gap: Inflation gap of the compressed directions (``"prr"``).
+        embedding_net: As in sbi's ``posterior_nn``; see
+            :func:`~sbi_allinone.standardized.fit_standardization`.
+        z_score_theta: ``"independent"`` (z-score each parameter) or, as in sbi's
+            ``posterior_nn``, ``"transform_to_unconstrained"``: map the parameters
+            from the support of ``x_dist`` to unbounded space first (then z-score
+            there), so that no sample falls outside a bounded prior; see
+            :mod:`~sbi_allinone.inflationary.bounded`.
+        z_score_x: As in sbi's ``posterior_nn``.
+        x_dist: The prior, for ``z_score_theta="transform_to_unconstrained"`` (sbi's
+            name; :class:`InflationaryFlow` passes it).
+        steps: Heun steps of ``log_prob`` and the transforms (default:
+            ``DEFAULT_STEPS`` of the schedule, 64 or 256; why, see there).
+        solver: ``"heun"`` or ``"adaptive"`` (zuko's Dormand-Prince).
+        sample_steps: Heun steps of ``sample`` (default: ``DEFAULT_SAMPLE_STEPS``
+            of the schedule, at most ``steps``; fewer than ``log_prob`` needs, see
+            there).
+        eigenvalue_floor: PCA eigenvalues are floored at this fraction of the
+            largest (a degenerate direction would zero the preconditioning).
+        ema_decay: Decay of the weight average of the denoiser (``None``: none); why
+            it is on, see ``DenoiserDefaults``.
+        validation_draws: Fixed (time, noise) draws per validation pair; the
+            validation loss averages them.
+        seed: Seed of the network initialization.
+        **components: ``gamma0``, ``rho``, ``t_max``: noise variance at ``t = 0``
+            (in units of the standardized parameters), inflation rate and final
+            time ``T`` of :class:`InflationarySchedule`; why the defaults, see
+            ``ScheduleDefaults``. ``hidden_features``, ``num_layers``: width and
+            residual blocks of the denoiser network, :class:`DenoiserResNet`. Each
+            defaults to that class's default.
+
+    Returns:
+        ``build(theta, x)``, called by sbi with the training data (z-scoring, PCA
+        basis and eigenvalues come from it).
+    """
+    _check_schedule(schedule, latent_dim)
+    support = _theta_support(z_score_theta, x_dist)
+    check_keywords(
+        "inflationary_flow_nn", components, SCHEDULE_KEYWORDS + NETWORK_KEYWORDS
+    )
+    noise, network = split_keywords(components, SCHEDULE_KEYWORDS)
+    return partial(
+        _build_flow, schedule=schedule, latent_dim=latent_dim, gap=gap, noise=noise,
+        network=network, embedding_net=embedding_net, z_score_x=z_score_x,
+        theta_support=support, steps=steps, solver=solver,
+        sample_steps=sample_steps, eigenvalue_floor=eigenvalue_floor,
+        ema_decay=ema_decay, validation_draws=validation_draws, seed=seed,
+    )  # fmt: skip
+
+
+def _theta_support(
+    z_score_theta: ZScoreTheta, x_dist: Distribution | None
+) -> Constraint | None:
+    """``x_dist``'s support, for ``z_score_theta="transform_to_unconstrained"``;
+    else ``None``."""
+    if z_score_theta == "independent":
+        return None
+    if z_score_theta != "transform_to_unconstrained":
+        raise ValueError(
+            "`z_score_theta` must be 'independent' or 'transform_to_unconstrained', "
+            f"got {z_score_theta!r}."
+        )
+    if x_dist is None:
+        raise ValueError(
+            "z_score_theta='transform_to_unconstrained' needs the prior as `x_dist`."
+        )
+    return prior_support(x_dist)
+
+
+def _check_schedule(schedule: str, latent_dim: int | float | None) -> None:
+    """Raise for an unknown schedule or a ``latent_dim`` it cannot use."""
+    if schedule not in ("prp", "prr"):
+        raise ValueError(f"`schedule` must be 'prp' or 'prr', got {schedule!r}.")
+    if schedule == "prr" and latent_dim is None:
+        raise ValueError("schedule='prr' needs `latent_dim`.")
+    if schedule == "prp" and latent_dim is not None:
+        raise ValueError("`latent_dim` applies to schedule='prr' only.")
+    if isinstance(latent_dim, float) and not 0.0 < latent_dim < 1.0:
+        raise ValueError(
+            "`latent_dim` as a float is a fraction of explained variance in (0, 1), "
+            f"got {latent_dim}."
+        )
+
+
+def _build_flow(
+    theta: Tensor,
+    x: Tensor,
+    *,
+    schedule: Literal["prp", "prr"],
+    latent_dim: int | float | None,
+    gap: float,
+    noise: dict[str, float],
+    network: dict[str, int],
+    embedding_net: nn.Module | None,
+    z_score_x: str | None,
+    theta_support: Constraint | None,
+    steps: int | None,
+    solver: Literal["heun", "adaptive"],
+    sample_steps: int | None,
+    eigenvalue_floor: float,
+    ema_decay: float | None,
+    validation_draws: int,
+    seed: int | None,
+) -> InflationaryFlowEstimator:
+    """``build(theta, x)`` of :func:`inflationary_flow_nn`, whose other arguments
+    these are (``noise``: those of its ``components`` that go to the schedule;
+    ``network``: those that go to the denoiser network; ``theta_support``: the
+    prior's support, to learn in unbounded space, or ``None``)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    if theta_support is not None:
+        theta = biject_to(theta_support).inv(theta)
+    # The PCA basis is of standardized parameters, so they are always z-scored.
+    standardization = fit_standardization(
+        theta, x, z_score_theta="independent", z_score_x=z_score_x,
+        embedding_net=embedding_net,
+    )  # fmt: skip
+    eigenvalues, basis = _pca(
+        (theta - standardization.theta_mean) / standardization.theta_std,
+        eigenvalue_floor,
+    )
+    inflation, kind = _noise_schedule(eigenvalues, schedule, latent_dim, gap, noise)
+    steps = DEFAULT_STEPS[kind] if steps is None else steps
+    if sample_steps is None:
+        # Never more than `steps`: a user who lowers them for speed samples as fast.
+        sample_steps = min(DEFAULT_SAMPLE_STEPS[kind] or steps, steps)
+    net = DenoiserResNet(standardization.dim_theta, standardization.dim_y, **network)
+    return InflationaryFlowEstimator(
+        PreconditionedDenoiser(net, inflation, ema_decay), standardization, basis,
+        steps=steps, solver=solver, sample_steps=sample_steps,
+        validation_draws=validation_draws, theta_support=theta_support,
+    )  # fmt: skip
+
+
+def _noise_schedule(
+    eigenvalues: Tensor,
+    schedule: Literal["prp", "prr"],
+    latent_dim: int | float | None,
+    gap: float,
+    noise: dict[str, float],
+) -> tuple[InflationarySchedule, Literal["prp", "prr"]]:
+    """The inflationary schedule for the PCA eigenvalues ``(D,)``, and its kind
+    (``"prp"`` where a reduction keeps every direction)."""
+    kept = latent_dim
+    if isinstance(latent_dim, float):
+        kept = directions_explaining(eigenvalues, latent_dim)
+        # Nothing to reduce: the same flow as "prp" (the warning said so).
+        kept = None if kept == eigenvalues.numel() else kept
+    if schedule == "prp" or kept is None:
+        preserving = InflationarySchedule.preserving(eigenvalues, **noise)
+        return preserving, "prp"
+    reducing = InflationarySchedule.reducing(eigenvalues, kept, gap, **noise)
+    return reducing, "prr"
