@@ -1,7 +1,7 @@
 """What the diffusion methods share: EDM preconditioning, training noise levels,
-the weight average, fixed validation draws, the noise embedding, probability-flow
-ODE integration with divergences, a multistep ODE solver, and a stochastic
-sampler.
+the weight average and the optimizer of the live weights, fixed validation draws,
+the noise embedding, probability-flow ODE integration with divergences, a multistep
+ODE solver, and a stochastic sampler.
 
 Used by the Simformer (:mod:`sbi_allinone.simformer`) and the inflationary flow
 (:mod:`sbi_allinone.inflationary`); each exists once, here.
@@ -27,6 +27,7 @@ from sbi_allinone.diffusion.ode import (
     integrate_with_divergence,
     rademacher,
 )
+from sbi_allinone.diffusion.optimizer import flush_denormal, live_adam
 from sbi_allinone.diffusion.preconditioning import (
     Preconditioning,
     edm_preconditioning,
@@ -45,10 +46,12 @@ __all__ = [
     "edm_preconditioning",
     "field_and_divergence",
     "fixed_draws",
+    "flush_denormal",
     "gaussian_log_prob",
     "heun",
     "integrate_adaptive",
     "integrate_with_divergence",
+    "live_adam",
     "make_noise",
     "multistep",
     "rademacher",

@@ -8,7 +8,11 @@ from sbi.inference import NPE
 from sbi.utils.metrics import c2st
 
 from sbi_allinone import InflationaryFlow, inflationary_flow_nn
-from sbi_allinone.inflationary.trainer import cosine_learning_rate, patience_epochs
+from sbi_allinone.inflationary.trainer import (
+    cosine_learning_rate,
+    default_num_steps,
+    patience_epochs,
+)
 from sbi_allinone.tracking import NullTracker
 
 PRIOR = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
@@ -109,6 +113,12 @@ def test_the_cosine_schedule_is_a_step_budget_with_decay_to_zero():
     inference = _trainer()
     inference.train(num_steps=30, training_batch_size=60, stop_after_epochs=1_000)
     assert inference.epoch == 10
+    # sbi's max_num_epochs instead of a step budget: the decay spans its epochs.
+    inference = _trainer()
+    inference.train(max_num_epochs=3)
+    assert inference.epoch == 4
+    lr = inference.optimizer.param_groups[0]["lr"]
+    assert lr == pytest.approx(cosine_learning_rate(3, 2e-3, 4))
 
 
 def test_the_constant_schedule_keeps_its_rate_and_patience():
@@ -137,3 +147,10 @@ def test_bad_schedules_are_refused():
         _trainer().train(num_steps=10, max_num_epochs=3)
     with pytest.raises(ValueError, match="num_steps"):
         _trainer().train(num_steps=0)
+
+
+def test_the_default_budget_grows_with_the_simulations():
+    assert default_num_steps(100) == default_num_steps(1_000) == 3_000
+    assert default_num_steps(10_000) == 10_000
+    assert 3_000 < default_num_steps(3_000) < 10_000
+    assert default_num_steps(10**7) == 30_000
