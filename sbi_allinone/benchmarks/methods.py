@@ -307,10 +307,10 @@ def train_inflationary_flow(
     show_progress_bars: bool = False,
     **options: Any,
 ) -> TrainedPosterior:
-    """The inflationary flow at its defaults (PR-preserving, Heun, 64 steps) unless
-    options say otherwise: the training options, :data:`IFLOW_TRAINING_OPTIONS`, go
-    to ``InflationaryFlow.train``
-    (``iflow[stop_after_epochs=6000,max_num_epochs=5000]``; ``None`` keeps the
+    """The inflationary flow at its defaults (PR-preserving, Heun, the trainer's step
+    budget) unless options say otherwise: the training options,
+    :data:`IFLOW_TRAINING_OPTIONS`, go to ``InflationaryFlow.train``
+    (``iflow[num_steps=10000]``, ``iflow[lr_decay=constant]``; ``None`` keeps the
     trainer's default), the others to
     :func:`~sbi_allinone.inflationary.builder.inflationary_flow_nn`
     (``iflow[steps=256]``, ``iflow[ema_decay=None]``)."""
