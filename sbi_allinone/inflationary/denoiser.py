@@ -88,12 +88,9 @@ class DenoiserResNet(nn.Module):
         nn.init.zeros_(self.output[1].bias)
 
     def forward(self, x: Tensor, c_noise: Tensor, context: Tensor) -> Tensor:
-        """``x`` ``(B, D)``, ``c_noise`` ``(B, 1)`` in ``[0, 1]``, ``context``
-        ``(B, context_dim)`` -> ``(B, D)``."""
-        if c_noise.shape[0] > 1 and bool((c_noise == c_noise[:1]).all()):
-            # One time for the batch (the ODE solvers): its features are computed
-            # once and broadcast, as the time layers are a third of the products.
-            c_noise = c_noise[:1]
+        """``x`` ``(B, D)``, ``c_noise`` ``(B, 1)`` in ``[0, 1]`` (or ``(1, 1)``, one
+        time for the batch, whose features are then computed once and broadcast),
+        ``context`` ``(B, context_dim)`` -> ``(B, D)``."""
         time = self.time(self.time_embedding(c_noise))
         hidden = self.input(torch.cat([x, context], dim=-1))
         for block in self.blocks:
@@ -147,7 +144,8 @@ class PreconditionedDenoiser(AveragedNetwork, nn.Module):
         return c_in, c_skip, c_out
 
     def forward(self, x: Tensor, t: Tensor, context: Tensor) -> Tensor:
-        """Denoised ``(B, D)`` from noised ``x`` ``(B, D)`` at times ``(B, 1)``."""
+        """Denoised ``(B, D)`` from noised ``x`` ``(B, D)`` at times ``(B, 1)`` (or
+        one time ``(1, 1)`` for the batch)."""
         c_in, c_skip, c_out = self.coefficients(t)
         c_noise = t / self.schedule.t_max
         return c_skip * x + c_out * self.network(c_in * x, c_noise, context)

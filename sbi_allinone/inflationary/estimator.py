@@ -247,10 +247,12 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
     def drift(self, t: Tensor, z: Tensor, context: Tensor) -> Tensor:
         """``dz/dt`` ``(B, D)`` of the scaled pfODE at scalar time ``t``."""
         schedule = self.schedule
-        t_column = t.reshape(1, 1).expand(z.shape[0], 1)
-        alpha, alpha_dot = schedule.alpha(t_column), schedule.alpha_dot(t_column)
+        # One (1, 1) time for the batch: the denoiser computes its time features
+        # once and broadcasts them (the time layers are a third of its products).
+        t_shared = t.reshape(1, 1).to(z)
+        alpha, alpha_dot = schedule.alpha(t_shared), schedule.alpha_dot(t_shared)
         rate = schedule.rate()
-        denoised = self.net(z / alpha, t_column, context)
+        denoised = self.net(z / alpha, t_shared, context)
         return (alpha_dot / alpha + rate / 2) * z - alpha * rate / 2 * denoised
 
     def _times(self, forward: bool, steps: int) -> Tensor:

@@ -154,9 +154,7 @@ class InflationaryFlow(BuilderNPE):
         """sbi's epoch, with Adam over the live network only (:func:`live_adam`,
         replacing sbi's once per run), at the learning rate of the cosine decay (if
         on)."""
-        if getattr(self, "_own_optimizer", None) is not self.optimizer:
-            self.optimizer = live_adam(self.optimizer, self._neural_net, self._device)
-            self._own_optimizer = self.optimizer
+        self.optimizer = live_adam(self.optimizer, self._neural_net, self._device)
         if getattr(self, "_cosine_epochs", None) is not None:
             learning_rate = cosine_learning_rate(self.epoch, *self._cosine_epochs)
             for group in self.optimizer.param_groups:

@@ -153,11 +153,7 @@ class StepsTrainingLoop(DivergenceGuard):
     def _fused_optimizer(self) -> torch.optim.Optimizer:
         """Adam over the live network (:func:`live_adam`), replacing sbi's once per
         (non-resumed) run."""
-        if getattr(self, "_own_optimizer", None) is not self.optimizer:
-            self.optimizer = live_adam(
-                self.optimizer, self._neural_net.net, self._device
-            )
-            self._own_optimizer = self.optimizer
+        self.optimizer = live_adam(self.optimizer, self._neural_net.net, self._device)
         return self.optimizer
 
     def _train_epoch(self, train_loader, clip_max_norm, loss_args) -> float:  # noqa: ANN001

@@ -15,6 +15,8 @@ def test_live_adam_leaves_the_weight_average_out_and_keeps_the_rate():
     (group,) = adam.param_groups
     assert group["lr"] == 3e-4 and group["fused"]
     assert {id(p) for p in group["params"]} == {id(p) for p in module.net.parameters()}
+    # Called again (every epoch, or on a resumed run) it keeps its optimizer.
+    assert live_adam(adam, module, "cpu") is adam
 
 
 def test_flush_denormal_flushes_inside_only():

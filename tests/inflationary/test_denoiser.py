@@ -124,19 +124,23 @@ def test_weight_average_lags_the_live_weights():
         PreconditionedDenoiser(DenoiserResNet(3, 2), schedule, ema_decay=1.0)
 
 
-def test_a_time_shared_by_the_batch_gives_each_row_its_own_result():
-    """The ODE solvers' one time per batch is embedded once and broadcast; the
-    result must be the one each row gets alone."""
+def test_one_time_for_the_batch_gives_each_row_its_own_result():
+    """The ODE solvers pass one (1, 1) time for the batch, embedded once and
+    broadcast; each row must get what it gets with its own copy of the time."""
     torch.manual_seed(0)
-    net = DenoiserResNet(3, context_dim=2)
+    denoiser = _denoiser()
+    net = denoiser.net
     torch.nn.init.normal_(net.output[1].weight, std=128**-0.5)
     x, context = torch.randn(6, 3), torch.randn(6, 2)
-    shared = torch.full((6, 1), 0.3)
-    alone = torch.cat(
-        [net(x[i : i + 1], shared[:1], context[i : i + 1]) for i in range(6)]
+    one, each_row = torch.full((1, 1), 0.3), torch.full((6, 1), 0.3)
+    torch.testing.assert_close(net(x, one, context), net(x, each_row, context))
+    alone = torch.cat([net(x[i : i + 1], one, context[i : i + 1]) for i in range(6)])
+    torch.testing.assert_close(net(x, one, context), alone)
+    denoiser.train()
+    torch.testing.assert_close(
+        denoiser(x, 4 * one, context), denoiser(x, 4 * each_row, context)
     )
-    torch.testing.assert_close(net(x, shared, context), alone)
-    # Distinct times take the per-row path.
+    # Distinct times: each row its own.
     times = torch.linspace(0.1, 0.9, 6).reshape(6, 1)
     each = torch.cat(
         [net(x[i : i + 1], times[i : i + 1], context[i : i + 1]) for i in range(6)]
