@@ -247,9 +247,7 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
     def drift(self, t: Tensor, z: Tensor, context: Tensor) -> Tensor:
         """``dz/dt`` ``(B, D)`` of the scaled pfODE at scalar time ``t``."""
         schedule = self.schedule
-        # One (1, 1) time for the batch: the denoiser computes its time features
-        # once and broadcasts them (the time layers are a third of its products).
-        t_shared = t.reshape(1, 1).to(z)
+        t_shared = t.reshape(1, 1).to(z)  # time features once for the batch
         alpha, alpha_dot = schedule.alpha(t_shared), schedule.alpha_dot(t_shared)
         rate = schedule.rate()
         denoised = self.net(z / alpha, t_shared, context)
