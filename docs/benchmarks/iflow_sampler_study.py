@@ -3,9 +3,11 @@ training budget.
 
 One ``InflationaryFlow`` per (task, budget, training steps), trained at the defaults
 on the runner's simulations of the cell of seed 1 (``num_steps`` set where the
-``--train-steps`` list says so), then sampled with each solver setting through sbi's
-``DirectPosterior`` (10 000 samples per observation) and scored with the runner's
-torch MLP C2ST. Rows are appended to ``--out``; finished trainings are skipped.
+``--train-steps`` list says so: ``4000``, ``4000@500`` with a batch of 500, or
+``default+hidden_features=32`` with options of ``InflationaryFlow``), then
+sampled with each solver setting through sbi's ``DirectPosterior`` (10 000 samples
+per observation) and scored with the runner's torch MLP C2ST. Rows are appended to
+``--out``; finished trainings are skipped.
 
     python docs/benchmarks/iflow_sampler_study.py --tasks two_moons,gaussian_mixture \
         --budgets 1000 --train-steps 3000 \
@@ -48,13 +50,23 @@ def score(posterior, estimator, task, observations, samplers):
     return [(s, n, o, c, t) for (s, n, o, t), c in zip(rows, scores, strict=True)]
 
 
-def run(task_name, budget, train_steps, observations, samplers, out):
+def _number(text: str) -> int | float:
+    return float(text) if any(c in text for c in ".e") else int(text)
+
+
+def run(task_name, budget, spec, observations, samplers, out):
     task = get_task(task_name)
     theta, x = cell_simulations(Cell(task_name, "iflow", budget, 1), task)
     torch.manual_seed(1)
-    inference = InflationaryFlow(task.prior, show_progress_bars=False)
+    train_steps, *flow_options = spec.split("+")
+    flow = {k: _number(v) for k, v in (o.split("=") for o in flow_options)}
+    inference = InflationaryFlow(task.prior, show_progress_bars=False, **flow)
     start = time.perf_counter()
-    inference.append_simulations(theta, x).train(num_steps=train_steps)
+    steps, _, batch = train_steps.replace("default", "").partition("@")
+    options = {"training_batch_size": int(batch)} if batch else {}
+    inference.append_simulations(theta, x).train(
+        num_steps=int(steps) if steps else None, **options
+    )
     trained = time.perf_counter() - start
     posterior = inference.build_posterior()
     estimator = posterior.posterior_estimator
@@ -63,14 +75,14 @@ def run(task_name, budget, train_steps, observations, samplers, out):
         writer = csv.writer(file)
         for solver, steps, observation, c2st, seconds in results:
             writer.writerow(
-                [task_name, budget, train_steps or "default", round(trained, 1),
+                [task_name, budget, spec, round(trained, 1),
                  solver, steps, observation, round(c2st, 4), round(seconds, 3)]
             )  # fmt: skip
     for solver, steps in samplers:
         mine = [r for r in results if r[:2] == (solver, steps)]
         mean = sum(r[3] for r in mine) / len(mine)
         seconds = sum(r[4] for r in mine) / len(mine)
-        print(f"{task_name} {budget} {train_steps} {trained:.0f}s {solver} {steps}: "
+        print(f"{task_name} {budget} {spec} {trained:.0f}s {solver} {steps}: "
               f"{mean:.3f} ({seconds:.2f} s)")  # fmt: skip
 
 
@@ -102,8 +114,7 @@ def main() -> None:
             for steps in args.train_steps.split(","):
                 if (task_name, budget, steps) in finished:
                     continue
-                num_steps = None if steps == "default" else int(steps)
-                run(task_name, int(budget), num_steps, observations, samplers, args.out)
+                run(task_name, int(budget), steps, observations, samplers, args.out)
 
 
 if __name__ == "__main__":

@@ -307,8 +307,8 @@ def train_inflationary_flow(
     show_progress_bars: bool = False,
     **options: Any,
 ) -> TrainedPosterior:
-    """The inflationary flow at its defaults (PR-preserving, Heun, the trainer's step
-    budget) unless options say otherwise: the training options,
+    """The inflationary flow at its defaults (PR-preserving, multistep sampling, the
+    trainer's step budget) unless options say otherwise: the training options,
     :data:`IFLOW_TRAINING_OPTIONS`, go to ``InflationaryFlow.train``
     (``iflow[num_steps=10000]``, ``iflow[lr_decay=constant]``; ``None`` keeps the
     trainer's default), the others to
@@ -355,7 +355,9 @@ register_method("npse", train_npse, "sbi NPSE, score matching (VE SDE)")
 register_method("fmpe", train_fmpe, "sbi FMPE, flow matching")
 register_method("simformer", train_simformer, "Simformer, dense attention (EDM)")
 register_method(
-    "iflow", train_inflationary_flow, "Inflationary flow, PR-preserving (Heun pfODE)"
+    "iflow",
+    train_inflationary_flow,
+    "Inflationary flow, PR-preserving (pfODE, multistep sampling)",
 )
 register_method(
     "iflow_prr",
