@@ -27,6 +27,7 @@ from sbi_allinone import InflationaryFlow
 from sbi_allinone.benchmarks.c2st import c2st_batch
 from sbi_allinone.benchmarks.cells import Cell, cell_simulations
 from sbi_allinone.benchmarks.tasks import get_task
+from sbi_allinone.inflationary import sampling
 
 #: (solver, steps): Heun steps cost two network calls each, multistep steps one.
 SAMPLERS = "heun:32,heun:16,multistep:16,multistep:24,multistep:32,multistep:48"
@@ -99,9 +100,13 @@ def main() -> None:
     parser.add_argument("--train-steps", default="default")
     parser.add_argument("--observations", default="1,2,3")
     parser.add_argument("--samplers", default=SAMPLERS, help="solver:steps,...")
+    parser.add_argument(
+        "--first-step-to", type=float, help="sampling.FIRST_STEP_TO for this run"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    sampling.FIRST_STEP_TO = args.first_step_to
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not args.out.exists():
         args.out.write_text(",".join(FIELDS.split()) + "\n")

@@ -17,6 +17,7 @@ from torch.distributions import MultivariateNormal
 from sbi_allinone import InflationaryFlow
 from sbi_allinone.inflationary import inflationary_flow_nn
 from sbi_allinone.inflationary.denoiser import PreconditionedDenoiser
+from sbi_allinone.inflationary.sampling import noise_levels
 from tests.inflationary.test_estimator import (
     SCALES,
     ExactGaussianF,
@@ -29,7 +30,7 @@ PRIOR = BoxUniform(torch.tensor([-2.0, 0.0]), torch.tensor([4.0, 3.0]))
 
 def test_default_sampler_takes_few_steps_and_reproduces_the_exact_conditional():
     estimator = _exact_estimator()
-    assert (estimator.steps, estimator.sample_steps) == (64, 24)
+    assert (estimator.steps, estimator.sample_steps) == (64, 20)
     assert estimator.sample_solver == "multistep"
     x_o = torch.tensor([[0.4, -1.0]])
     exact = _exact_conditional(estimator, x_o)
@@ -181,3 +182,26 @@ def test_unbounded_estimator_survives_save_and_load():
         loaded.log_prob(theta, x_o), estimator.log_prob(theta, x_o)
     )
     assert PRIOR.support.check(loaded.sample((100,), x_o)).all()
+
+
+def test_the_sampling_grid_jumps_to_five_data_scales_then_is_log_uniform():
+    schedule = _exact_estimator().schedule
+    levels = noise_levels(schedule, 20, first_step_to=5.0)
+    uniform = noise_levels(schedule, 20)
+    assert levels.shape == uniform.shape == (20,)
+    assert levels[0] == pytest.approx(uniform[0].item())
+    assert levels[-1] == pytest.approx(uniform[-1].item())
+    assert levels[1] == pytest.approx(5.0 * schedule.xi**0.5)
+    ratios = levels[2:] / levels[1:-1]
+    torch.testing.assert_close(ratios, ratios[:1].expand_as(ratios))
+    # Uniform in t is uniform in log sigma.
+    uniform_ratios = uniform[1:] / uniform[:-1]
+    torch.testing.assert_close(uniform_ratios, uniform_ratios[:1].expand(19))
+    # More calls refine the part above too (the grid converges); a point beyond
+    # sigma(T), or too few calls, gives the uniform grid.
+    fine = noise_levels(schedule, 320, first_step_to=5.0)
+    assert (fine > 5.0 * schedule.xi**0.5 + 1e-9).sum() == 20
+    torch.testing.assert_close(noise_levels(schedule, 20, first_step_to=1e6), uniform)
+    torch.testing.assert_close(
+        noise_levels(schedule, 3, first_step_to=5.0), noise_levels(schedule, 3)
+    )
