@@ -86,6 +86,12 @@ def test_multistep_and_heun_follow_the_same_flow():
 
 
 def test_bad_sample_solvers_are_refused():
+    # At construction, before any training ...
+    with pytest.raises(ValueError, match="sample_solver"):
+        InflationaryFlow(PRIOR, sample_solver="euler")
+    with pytest.raises(ValueError, match="prp"):
+        inflationary_flow_nn("prr", latent_dim=1, sample_solver="multistep")
+    # ... and by the estimator itself.
     with pytest.raises(ValueError, match="sample_solver"):
         _exact_estimator(sample_solver="euler")
     with pytest.raises(ValueError, match="PR-preserving"):
