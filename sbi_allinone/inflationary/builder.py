@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from functools import partial
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +27,7 @@ from sbi_allinone.inflationary.sampling import (
     DEFAULT_SAMPLE_STEPS,
     DEFAULT_STEPS,
     SampleSolver,
+    check_sample_solver,
 )
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 from sbi_allinone.npe_plugin import check_keywords, split_keywords
@@ -155,7 +156,8 @@ def inflationary_flow_nn(
         basis and eigenvalues come from it).
     """
     _check_schedule(schedule, latent_dim)
-    _check_sample_solver(schedule, sample_solver)
+    if sample_solver is not None:  # now, not at the first training step
+        check_sample_solver(sample_solver, scalar_noise=schedule == "prp")
     support = _theta_support(z_score_theta, x_dist)
     check_keywords(
         "inflationary_flow_nn", components, SCHEDULE_KEYWORDS + NETWORK_KEYWORDS
@@ -202,20 +204,6 @@ def _check_schedule(schedule: str, latent_dim: int | float | None) -> None:
         raise ValueError(
             "`latent_dim` as a float is a fraction of explained variance in (0, 1), "
             f"got {latent_dim}."
-        )
-
-
-def _check_sample_solver(schedule: str, sample_solver: str | None) -> None:
-    """Raise now, not at training, for a sample solver the schedule cannot use."""
-    if sample_solver is not None and sample_solver not in get_args(SampleSolver):
-        raise ValueError(
-            f"`sample_solver` must be one of {get_args(SampleSolver)}, got "
-            f"{sample_solver!r}."
-        )
-    if schedule == "prr" and sample_solver == "multistep":
-        raise ValueError(
-            "`sample_solver='multistep'` needs a PR-preserving schedule "
-            "(schedule='prp', one inflation rate)."
         )
 
 

@@ -64,6 +64,7 @@ from sbi_allinone.inflationary.sampling import (
     SampleSolver,
     Solver,
     check_sample_solver,
+    has_scalar_noise,
     multistep_latent_to_pca,
 )
 from sbi_allinone.standardized import Standardization, StandardizedEstimator
@@ -147,7 +148,9 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         self._check_solver(solver, steps)
         self.sample_steps = steps if sample_steps is None else sample_steps
         self.sample_solver = solver if sample_solver is None else sample_solver
-        check_sample_solver(self.sample_solver, self.sample_steps, self.schedule)
+        check_sample_solver(
+            self.sample_solver, self.sample_steps, has_scalar_noise(self.schedule)
+        )
 
     @staticmethod
     def _check_solver(solver: str, steps: int) -> None:
@@ -257,8 +260,9 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         return self.atol * (variance.min() / variance.max()).sqrt().item()
 
     def _integrate(
-        self, z: Tensor, context: Tensor, forward: bool, steps=None, solver=None
-    ) -> Tensor:
+        self, z: Tensor, context: Tensor, forward: bool, steps: int | None = None,
+        solver: str = "",
+    ) -> Tensor:  # fmt: skip
         """Integrate the pfODE from ``t_min`` to ``T`` (``forward``) or back, in
         ``steps`` Heun steps (default ``self.steps``) or adaptively (``solver``,
         default ``self.solver``)."""
@@ -338,15 +342,15 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
     def _sample_given(self, y: Tensor) -> Tensor:
         scale = self.schedule.latent_variance().sqrt().to(y)
         z = scale * torch.randn(y.shape[0], self.dim_theta, device=y.device)
-        if self.sample_solver == "multistep":
-            calls = self.sample_steps
+        steps, solver = self.sample_steps, self.sample_solver
+        if solver == "multistep":
             return self.from_pca(
-                multistep_latent_to_pca(self.net, self.schedule, z, y, calls)
+                multistep_latent_to_pca(self.net, self.schedule, z, y, steps)
             )
-        return self._latent_to_theta(z, y, self.sample_steps, self.sample_solver)
+        return self._latent_to_theta(z, y, steps, solver)
 
     def _latent_to_theta(
-        self, z: Tensor, context: Tensor, steps: int | None = None, solver=None
+        self, z: Tensor, context: Tensor, steps: int | None = None, solver: str = ""
     ) -> Tensor:
         t0 = torch.full((1, 1), self.schedule.t_min).to(z)
         z0 = self._integrate(z, context, forward=False, steps=steps, solver=solver)

@@ -77,21 +77,22 @@ FIRST_STEP_TO: float | None = 5.0
 
 
 def check_sample_solver(
-    sample_solver: str, sample_steps: int, schedule: InflationarySchedule
+    sample_solver: str, sample_steps: int | None = None, scalar_noise: bool = True
 ) -> None:
-    """Raise if ``sample_solver`` is unknown, has too few ``sample_steps``, or is
-    the multistep solver on a schedule without one noise level."""
+    """Raise if ``sample_solver`` is unknown, has too few ``sample_steps`` (``None``:
+    not checked), or is the multistep solver on a schedule without one noise level
+    (``scalar_noise=False``, see :func:`has_scalar_noise`)."""
     if sample_solver not in get_args(SampleSolver):
         raise ValueError(
             f"`sample_solver` must be one of {get_args(SampleSolver)}, got "
             f"{sample_solver!r}."
         )
-    if sample_steps < 1 + (sample_solver == "multistep"):
+    if sample_steps is not None and sample_steps < 1 + (sample_solver == "multistep"):
         raise ValueError(f"`sample_steps` is too small: {sample_steps}.")
-    if sample_solver == "multistep" and not has_scalar_noise(schedule):
+    if sample_solver == "multistep" and not scalar_noise:
         raise ValueError(
-            "`sample_solver='multistep'` needs a PR-preserving schedule (one "
-            "inflation rate); use 'heun' or 'adaptive'."
+            "`sample_solver='multistep'` needs a PR-preserving schedule "
+            "(schedule='prp', one inflation rate); use 'heun' or 'adaptive'."
         )
 
 
@@ -142,13 +143,7 @@ def multistep_latent_to_pca(
     Returns:
         ``(B, D)`` clean states in standardized PCA coordinates.
     """
-    if not has_scalar_noise(schedule):
-        raise ValueError(
-            "The multistep sampler needs one inflation rate for all directions (a "
-            "PR-preserving schedule); use `sampler='heun'`."
-        )
-    if calls < 2:
-        raise ValueError(f"The multistep sampler needs at least 2 calls, got {calls}.")
+    check_sample_solver("multistep", calls, has_scalar_noise(schedule))
     rate = float(schedule.rate()[0])
 
     def denoise(x_tilde: Tensor, sigma: Tensor) -> Tensor:
