@@ -60,6 +60,7 @@ from sbi_allinone.diffusion.validation import fixed_draws
 from sbi_allinone.inflationary.bounded import log_abs_det_unbounding
 from sbi_allinone.inflationary.denoiser import PreconditionedDenoiser
 from sbi_allinone.inflationary.sampling import (
+    CACHE_FRIENDLY_ROWS,
     DEFAULT_STEPS,
     SampleSolver,
     Solver,
@@ -342,6 +343,11 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
     def _sample_given(self, y: Tensor) -> Tensor:
         scale = self.schedule.latent_variance().sqrt().to(y)
         z = scale * torch.randn(y.shape[0], self.dim_theta, device=y.device)
+        rows = CACHE_FRIENDLY_ROWS
+        runs = zip(z.split(rows), y.split(rows), strict=True)
+        return torch.cat([self._latent_run_to_theta(*run) for run in runs])
+
+    def _latent_run_to_theta(self, z: Tensor, y: Tensor) -> Tensor:
         steps, solver = self.sample_steps, self.sample_solver
         if solver == "multistep":
             return self.from_pca(

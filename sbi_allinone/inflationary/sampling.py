@@ -38,12 +38,18 @@ from sbi_allinone.diffusion.multistep import multistep
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 
 __all__ = [
+    "CACHE_FRIENDLY_ROWS",
     "DEFAULT_SAMPLE_STEPS",
     "DEFAULT_STEPS",
     "check_sample_solver",
     "has_scalar_noise",
     "multistep_latent_to_pca",
 ]
+
+#: Rows per sampler run. Runs of 2 000 keep the denoiser's 64-wide activations in a
+#: CPU's L2 cache: 10 000 two_moons samples took 0.26 s against 0.36 s in one run
+#: (1 000 rows: 0.31 s; one thread, 20 calls).
+CACHE_FRIENDLY_ROWS = 2_000
 
 Solver = Literal["heun", "adaptive"]
 SampleSolver = Literal["heun", "adaptive", "multistep"]
