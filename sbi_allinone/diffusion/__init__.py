@@ -25,6 +25,7 @@ from sbi_allinone.diffusion.ode import (
     heun,
     integrate_adaptive,
     integrate_with_divergence,
+    log_grid,
     rademacher,
 )
 from sbi_allinone.diffusion.optimizer import flush_denormal, live_adam
@@ -52,6 +53,7 @@ __all__ = [
     "integrate_adaptive",
     "integrate_with_divergence",
     "live_adam",
+    "log_grid",
     "make_noise",
     "multistep",
     "rademacher",

@@ -28,13 +28,13 @@ level, so it keeps Heun's method.
 
 from __future__ import annotations
 
-import math
 from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
 from sbi_allinone.diffusion.multistep import multistep
+from sbi_allinone.diffusion.ode import log_grid
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 
 __all__ = [
@@ -119,14 +119,9 @@ def noise_levels(
     """
     rate = float(schedule.rate()[0])
     ends = torch.tensor([schedule.t_max, schedule.t_min], dtype=torch.float64)
-    high, low = (schedule.gamma0 * torch.exp(rate * ends)).sqrt().log10().tolist()
-    top = high
-    if first_step_to is not None and calls >= 4:
-        top = min(high, math.log10(first_step_to * schedule.xi**0.5))
-    upper = 0 if top >= high else max(1, calls // 16)
-    float64 = {"dtype": torch.float64}
-    above = torch.logspace(high, top, upper + 1, **float64)[:-1]
-    return torch.cat([above, torch.logspace(top, low, calls - upper, **float64)])
+    high, low = (schedule.gamma0 * torch.exp(rate * ends)).sqrt().tolist()
+    scale = None if first_step_to is None else first_step_to * schedule.xi**0.5
+    return log_grid(high, low, calls, scale)
 
 
 def multistep_latent_to_pca(
