@@ -88,9 +88,10 @@ def log_grid(
     least one) and the rest are spent where the field bends. On exact denoisers
     of Gaussians and Gaussian mixtures (scales 0.03-1, ``sigma_max = 80``) the
     second-order multistep solver at 24 calls on this grid, first step to 5, was
-    closer to exact samples than at 32 calls on :func:`edm_grid`
-    (``docs/benchmarks/simformer_sampling_steps.md``). Both parts refine as
-    ``levels`` grows.
+    closer to exact samples than at 32 calls on :func:`edm_grid`; a trained
+    Simformer did worse on it at 24 calls on one task of four, so the Simformer
+    keeps EDM's grid (``docs/benchmarks/simformer_sampling_steps.md``). The
+    inflationary flow samples on it. Both parts refine as ``levels`` grows.
 
     Args:
         sigma_max: First noise level.

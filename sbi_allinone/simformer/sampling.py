@@ -9,9 +9,9 @@ their values, missing ones are ignored by the attention masks.
 - :func:`sample_ode`: the probability-flow ODE :math:`dv/d\sigma = (v - D(v;
   \sigma))/\sigma`, by the second-order multistep solver
   (:func:`~sbi_allinone.diffusion.multistep.multistep`: ``steps`` network
-  evaluations, on :func:`~sbi_allinone.diffusion.ode.log_grid`: uniform in log noise
-  below one long first step to :data:`FIRST_STEP_TO`) or by Heun's method (EDM,
-  Alg. 1, on EDM's grid; the last step, to :math:`\sigma = 0`, is an Euler step:
+  evaluations, on EDM's grid or, with :data:`MULTISTEP_GRID`, on
+  :func:`~sbi_allinone.diffusion.ode.log_grid`) or by Heun's method (EDM, Alg. 1,
+  on EDM's grid; the last step, to :math:`\sigma = 0`, is an Euler step:
   ``2 steps - 1`` network evaluations).
 - :func:`sample_sde`: EDM's stochastic sampler
   (:func:`~sbi_allinone.diffusion.stochastic.sample_stochastic`: fresh noise, then a
@@ -56,11 +56,14 @@ __all__ = [
 
 SOLVERS = ("multistep", "heun")
 
-#: Noise grid of the multistep solver: ``"log"`` (:func:`~sbi_allinone.diffusion.ode.
-#: log_grid`) or ``"edm"`` (EDM's rho-grid, the default before 2026-12-03; Heun
-#: keeps it). On exact denoisers the log grid at 24 calls was closer to exact
-#: samples than the EDM grid at 32 (``docs/benchmarks/simformer_sampling_steps.md``).
-MULTISTEP_GRID = "log"
+#: Noise grid of the multistep solver: ``"edm"`` (EDM's rho-grid) or ``"log"``
+#: (:func:`~sbi_allinone.diffusion.ode.log_grid`, first step to
+#: :data:`FIRST_STEP_TO`). The log grid is closer to exact samples per call with an
+#: exact denoiser, but with trained models it lost 0.03-0.05 C2ST on
+#: gaussian_linear at 16-24 calls (probably because its long first step leans on
+#: the network at the largest noise level, where training rarely looks; see
+#: ``docs/benchmarks/simformer_sampling_steps.md``).
+MULTISTEP_GRID = "edm"
 
 #: Where the log grid's long first step ends, in standardized data units.
 FIRST_STEP_TO = 5.0
