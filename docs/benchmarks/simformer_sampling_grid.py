@@ -2,8 +2,9 @@
 
 For each task, one Simformer at its defaults is trained on the runner's simulations
 of the cell (budget, seed 1) and sampled with several samplers: the multistep solver
-on EDM's grid (``edm``) or on :func:`sbi_allinone.diffusion.ode.log_grid` (``log``),
-at several network calls. Every sampler's samples are scored by the runner's MLP
+on EDM's grid (``edm``), on :func:`sbi_allinone.diffusion.ode.log_grid` with its
+long first step to 5 (``log``) or without it (``loguniform``), at several network
+calls (``--samplers``). Every sampler's samples are scored by the runner's MLP
 C2ST against the task's reference posterior; the reference sampler is ``edm:128``.
 Rows are appended to ``OUT`` as they finish, and a rerun skips finished rows.
 
@@ -25,10 +26,12 @@ import torch
 from sbi_allinone.benchmarks.c2st import c2st
 from sbi_allinone.benchmarks.cells import Cell, cell_simulations
 from sbi_allinone.benchmarks.methods import get_method
+from sbi_allinone.benchmarks.results import append_csv
 from sbi_allinone.benchmarks.tasks import get_task
 from sbi_allinone.simformer import sampling
 
-SAMPLERS = ("edm:128", "edm:32", "log:32", "log:24", "log:20", "log:16")
+SAMPLERS = "edm:128,edm:32,log:32,log:24,log:20,log:16"
+FIRST_STEP = {"edm": None, "log": 5.0, "loguniform": None}
 COLUMNS = ("task", "budget", "observation", "sampler", "calls", "c2st", "seconds")
 
 
@@ -39,20 +42,13 @@ def _done(path: Path) -> set[tuple[str, str, str]]:
         return {(r["task"], r["observation"], r["sampler"]) for r in csv.DictReader(f)}
 
 
-def _append(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def run_task(task_name: str, budget: int, observations: list[int], out: Path) -> None:
+def run_task(
+    task_name: str, budget: int, observations: list[int], out: Path, samplers: str
+) -> None:
     """Train one Simformer and score every sampler on ``observations``."""
     done = _done(out)
     todo = [
-        (o, s) for o in observations for s in SAMPLERS
+        (o, s) for o in observations for s in samplers.split(",")
         if (task_name, str(o), s) not in done
     ]  # fmt: skip
     if not todo:
@@ -66,7 +62,8 @@ def run_task(task_name: str, budget: int, observations: list[int], out: Path) ->
     print(f"{task_name}: trained in {time.perf_counter() - started:.0f} s", flush=True)
     for observation, sampler in todo:
         grid, calls = sampler.split(":")
-        sampling.MULTISTEP_GRID = grid
+        sampling.MULTISTEP_GRID = "edm" if grid == "edm" else "log"
+        sampling.FIRST_STEP_TO = FIRST_STEP[grid]
         posterior.steps = int(calls)
         torch.manual_seed(observation)
         started = time.perf_counter()
@@ -80,7 +77,7 @@ def run_task(task_name: str, budget: int, observations: list[int], out: Path) ->
             task=task_name, budget=budget, observation=observation, sampler=sampler,
             calls=calls, c2st=f"{score:.4f}", seconds=f"{seconds:.1f}",
         )  # fmt: skip
-        _append(out, row)
+        append_csv(out, COLUMNS, [row])
         print(row, flush=True)
 
 
@@ -91,12 +88,13 @@ def main() -> None:
     parser.add_argument("--observations", default="1-2")
     parser.add_argument("--out", type=Path, default=Path("sampling-grid.csv"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--samplers", default=SAMPLERS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     first, _, last = args.observations.partition("-")
     observations = list(range(int(first), int(last or first) + 1))
     for task_name in args.tasks.split(","):
-        run_task(task_name, args.budget, observations, args.out)
+        run_task(task_name, args.budget, observations, args.out, args.samplers)
 
 
 if __name__ == "__main__":

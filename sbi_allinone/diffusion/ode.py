@@ -79,6 +79,7 @@ def log_grid(
     sigma_min: float,
     levels: int,
     first_step_to: float | None = None,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """``levels`` noise levels from ``sigma_max`` down to ``sigma_min``, uniform in
     log noise below ``first_step_to``.
@@ -88,10 +89,11 @@ def log_grid(
     least one) and the rest are spent where the field bends. On exact denoisers
     of Gaussians and Gaussian mixtures (scales 0.03-1, ``sigma_max = 80``) the
     second-order multistep solver at 24 calls on this grid, first step to 5, was
-    closer to exact samples than at 32 calls on :func:`edm_grid`; a trained
-    Simformer did worse on it at 24 calls on one task of four, so the Simformer
-    keeps EDM's grid (``docs/benchmarks/simformer_sampling_steps.md``). The
-    inflationary flow samples on it. Both parts refine as ``levels`` grows.
+    closer to exact samples than at 32 calls on :func:`edm_grid`. A *learned*
+    denoiser is least trained at the largest noise levels: there the long first
+    step cost a Simformer 0.04 C2ST on one task of four, so the Simformer samples
+    without it (``docs/benchmarks/simformer_sampling_steps.md``); the inflationary
+    flow with it. Both parts refine as ``levels`` grows.
 
     Args:
         sigma_max: First noise level.
@@ -99,6 +101,7 @@ def log_grid(
         levels: Number of levels (at least 2).
         first_step_to: Where the long first steps end (``None``, or not below
             ``sigma_max``: uniform in log noise throughout).
+        device: Device of the grid (default: torch's default device).
 
     Returns:
         ``(levels,)`` float64 noise levels, descending.
@@ -118,9 +121,9 @@ def log_grid(
     if first_step_to is not None and levels >= 4:
         top = max(low, min(high, math.log10(first_step_to)))
     upper = 0 if top >= high else max(1, levels // 16)
-    float64 = {"dtype": torch.float64}
-    above = torch.logspace(high, top, upper + 1, **float64)[:-1]
-    return torch.cat([above, torch.logspace(top, low, levels - upper, **float64)])
+    like = {"dtype": torch.float64, "device": device}
+    above = torch.logspace(high, top, upper + 1, **like)[:-1]
+    return torch.cat([above, torch.logspace(top, low, levels - upper, **like)])
 
 
 def heun(field: Field, x: Tensor, times: Tensor) -> Tensor:

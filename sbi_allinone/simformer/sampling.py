@@ -9,10 +9,9 @@ their values, missing ones are ignored by the attention masks.
 - :func:`sample_ode`: the probability-flow ODE :math:`dv/d\sigma = (v - D(v;
   \sigma))/\sigma`, by the second-order multistep solver
   (:func:`~sbi_allinone.diffusion.multistep.multistep`: ``steps`` network
-  evaluations, on EDM's grid or, with :data:`MULTISTEP_GRID`, on
-  :func:`~sbi_allinone.diffusion.ode.log_grid`) or by Heun's method (EDM, Alg. 1,
-  on EDM's grid; the last step, to :math:`\sigma = 0`, is an Euler step:
-  ``2 steps - 1`` network evaluations).
+  evaluations, on a grid uniform in log noise, :data:`MULTISTEP_GRID`) or by
+  Heun's method (EDM, Alg. 1, on EDM's grid; the last step, to :math:`\sigma = 0`,
+  is an Euler step: ``2 steps - 1`` network evaluations).
 - :func:`sample_sde`: EDM's stochastic sampler
   (:func:`~sbi_allinone.diffusion.stochastic.sample_stochastic`: fresh noise, then a
   Heun step), with guidance and self-recurrence.
@@ -56,17 +55,18 @@ __all__ = [
 
 SOLVERS = ("multistep", "heun")
 
-#: Noise grid of the multistep solver: ``"edm"`` (EDM's rho-grid) or ``"log"``
-#: (:func:`~sbi_allinone.diffusion.ode.log_grid`, first step to
-#: :data:`FIRST_STEP_TO`). The log grid is closer to exact samples per call with an
-#: exact denoiser, but with trained models it lost 0.03-0.05 C2ST on
-#: gaussian_linear at 16-24 calls (probably because its long first step leans on
-#: the network at the largest noise level, where training rarely looks; see
-#: ``docs/benchmarks/simformer_sampling_steps.md``).
-MULTISTEP_GRID = "edm"
+#: Noise grid of the multistep solver: ``"log"`` (:func:`~sbi_allinone.diffusion.ode.
+#: log_grid`, uniform in log noise from sigma_max; the default since 2026-12-03) or
+#: ``"edm"`` (EDM's rho-grid, the default before; Heun always uses it). 24 calls on
+#: the log grid were within 0.003 C2ST of 128 on EDM's grid on the four core tasks,
+#: 32 on EDM's grid within 0.004 (``docs/benchmarks/simformer_sampling_steps.md``).
+MULTISTEP_GRID = "log"
 
-#: Where the log grid's long first step ends, in standardized data units.
-FIRST_STEP_TO = 5.0
+#: Where a long first step of the log grid ends, in standardized data units
+#: (``None``: no long first step). With trained models a first step from 80 to 5
+#: lost 0.03-0.05 C2ST on gaussian_linear: it weights the network's output at
+#: sigma_max, which training almost never sees, by 0.94.
+FIRST_STEP_TO: float | None = None
 
 
 def _grid(estimator: SimformerEstimator, steps: int, like: Tensor) -> Tensor:
@@ -84,8 +84,9 @@ def _multistep_grid(estimator: SimformerEstimator, steps: int, like: Tensor) -> 
             f"`MULTISTEP_GRID` must be 'log' or 'edm', got {MULTISTEP_GRID!r}."
         )
     noise = estimator.noise
-    levels = log_grid(noise.sigma_max, noise.sigma_min, steps, FIRST_STEP_TO)
-    return levels.to(like.device)
+    return log_grid(
+        noise.sigma_max, noise.sigma_min, steps, FIRST_STEP_TO, device=like.device
+    )
 
 
 def _initial(

@@ -92,7 +92,7 @@ def test_ode_sampler_is_deterministic_given_the_start():
         sample_ode(estimator, values, condition, missing, 8, solver="euler")
 
 
-def test_multistep_grid_is_edm_and_the_log_grid_is_selectable(monkeypatch):
+def test_multistep_grid_is_uniform_in_log_noise_and_edm_is_selectable(monkeypatch):
     from sbi_allinone.simformer import sampling
 
     estimator = _oracle()
@@ -106,19 +106,21 @@ def test_multistep_grid_is_edm_and_the_log_grid_is_selectable(monkeypatch):
         return original(denoise, v, sigmas, latent)
 
     monkeypatch.setattr(sampling, "multistep", recording)
-    # With an exact denoiser, 16 calls on the log grid are as exact as 32 on
-    # EDM's (at 16, EDM's grid was off by 0.09 in the covariance).
-    assert sampling.MULTISTEP_GRID == "edm"
-    for grid, steps in (("log", 16), ("edm", 32)):
+    # With an exact denoiser 24 calls on the log grid are as exact as 32 on EDM's
+    # (at 16, EDM's grid was off by 0.09 in the covariance, the log grid by 0.03).
+    assert sampling.MULTISTEP_GRID == "log" and sampling.FIRST_STEP_TO is None
+    for grid, steps in (("log", 24), ("edm", 32)):
         monkeypatch.setattr(sampling, "MULTISTEP_GRID", grid)
         torch.manual_seed(2)
         samples = sample_ode(estimator, values, condition, missing, steps=steps)
         assert torch.allclose(samples[:, :2].mean(0), mean, atol=0.05)
         assert torch.allclose(torch.cov(samples[:, :2].T), cov, atol=0.05)
     noise = estimator.noise
-    assert seen[0][1] == pytest.approx(sampling.FIRST_STEP_TO)
-    assert seen[1][1] > sampling.FIRST_STEP_TO  # EDM's rho-grid
-    assert [len(s) for s in seen] == [16, 32]
+    log_steps = seen[0].log().diff()
+    assert torch.allclose(log_steps, log_steps[0].expand_as(log_steps))
+    assert seen[1][1] > seen[0][1]  # EDM's rho-grid starts with shorter steps
+    assert [len(s) for s in seen] == [24, 32]
+    assert all(s[0] == pytest.approx(noise.sigma_max) for s in seen)
     assert all(s[-1] == pytest.approx(noise.sigma_min) for s in seen)
     monkeypatch.setattr(sampling, "MULTISTEP_GRID", "cosine")
     with pytest.raises(ValueError, match="MULTISTEP_GRID"):
