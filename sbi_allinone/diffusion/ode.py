@@ -7,8 +7,8 @@ divergence :math:`\nabla\cdot f` along the path, for the instantaneous change of
 variables :math:`\log p_{t_0}(x_{t_0}) = \log p_{t_1}(x_{t_1}) + \int_{t_0}^{t_1}
 \nabla\cdot f\,dt`: exactly (one backward pass per dimension) or by Hutchinson's
 estimator with a Rademacher probe. :func:`edm_grid` is EDM's noise-level grid
-(Karras et al. 2022, Eq. 5); :func:`log_grid` is uniform in log noise below one
-long first step, the multistep solver's grid.
+(Karras et al. 2022, Eq. 5); :func:`log_grid` is uniform in log noise (optionally
+below one long first step), the multistep solver's grid.
 """
 
 from __future__ import annotations
@@ -116,10 +116,14 @@ def log_grid(
         raise ValueError(
             f"Need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}."
         )
+    if first_step_to is not None and not first_step_to > sigma_min:
+        raise ValueError(
+            f"`first_step_to` must exceed sigma_min={sigma_min}, got {first_step_to}."
+        )
     high, low = math.log10(sigma_max), math.log10(sigma_min)
     top = high
     if first_step_to is not None and levels >= 4:
-        top = max(low, min(high, math.log10(first_step_to)))
+        top = min(high, math.log10(first_step_to))
     upper = 0 if top >= high else max(1, levels // 16)
     like = {"dtype": torch.float64, "device": device}
     above = torch.logspace(high, top, upper + 1, **like)[:-1]

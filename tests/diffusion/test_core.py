@@ -126,6 +126,8 @@ def test_log_grid():
         log_grid(80.0, 0.002, 1)
     with pytest.raises(ValueError, match="sigma_min"):
         log_grid(0.002, 80.0, 8)
+    with pytest.raises(ValueError, match="first_step_to"):
+        log_grid(80.0, 0.002, 8, first_step_to=0.001)
 
 
 def mixture_denoiser(x, sigma, means=(-0.3, 0.3), scale=0.05):
