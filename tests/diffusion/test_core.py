@@ -23,6 +23,7 @@ from sbi_allinone.diffusion import (
     multistep,
     rademacher,
     sample_stochastic,
+    update_weight_average,
     weight_average,
 )
 
@@ -365,3 +366,25 @@ def test_third_order_multistep_converges_faster_on_a_log_uniform_grid():
     assert errors[3][1] < errors[2][1] / 2, errors
     with pytest.raises(ValueError, match="order"):
         multistep(exact_denoiser, start, grid(8), order=4)
+
+
+def test_update_weight_average_matches_torchs_update_and_follows_new_weights():
+    torch.manual_seed(0)
+    live = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    ours, torchs = weight_average(live, 0.9), weight_average(live, 0.9)
+    for _ in range(5):
+        with torch.no_grad():
+            for parameter in live.parameters():
+                parameter.add_(torch.randn_like(parameter))
+        update_weight_average(ours, live)
+        torchs.update_parameters(live)
+    for mine, reference in zip(
+        ours.module.parameters(), torchs.module.parameters(), strict=True
+    ):
+        torch.testing.assert_close(mine, reference)
+    assert int(ours.n_averaged) == int(torchs.n_averaged) == 5
+    # Weights replaced (not updated in place) are followed.
+    live[1].bias = torch.nn.Parameter(torch.full((2,), 7.0))
+    update_weight_average(ours, live)
+    torchs.update_parameters(live)
+    torch.testing.assert_close(ours.module[1].bias, torchs.module[1].bias)

@@ -154,3 +154,33 @@ def test_the_default_budget_grows_with_the_simulations():
     assert default_num_steps(10_000) == 10_000
     assert 3_000 < default_num_steps(3_000) < 10_000
     assert default_num_steps(10**7) == 30_000
+
+
+@pytest.mark.parametrize("dataloader_kwargs", [None, {"num_workers": 0}])
+def test_epochs_take_sbis_batches_by_indexing_unless_loaders_are_customised(
+    dataloader_kwargs,
+):
+    torch.manual_seed(0)
+    theta, x = _simulate(1050)
+    inference = InflationaryFlow(
+        PRIOR, tracker=NullTracker(), show_progress_bars=False, num_layers=1
+    )
+    inference.append_simulations(theta, x)
+    calls = []
+    batch_losses = inference._get_losses
+
+    def counting(batch, **kwargs):
+        indexed = inference._split_rows is not None
+        calls.append((inference._neural_net.training, len(batch[0]), indexed))
+        return batch_losses(batch=batch, **kwargs)
+
+    inference._get_losses = counting
+    inference.train(
+        num_steps=8, training_batch_size=200, dataloader_kwargs=dataloader_kwargs
+    )
+    # 945 training rows: 4 full batches of 200 per epoch, the rest dropped as sbi
+    # does; all 105 validation rows scored before training and after each epoch.
+    assert [size for training, size, _ in calls if training] == [200] * 8
+    assert sum(size for training, size, _ in calls if not training) == 3 * 105
+    assert {indexed for *_, indexed in calls} == {dataloader_kwargs is None}
+    assert inference._split_rows is None  # the copies are not kept
