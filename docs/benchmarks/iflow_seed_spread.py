@@ -1,0 +1,62 @@
+"""C2ST of the inflationary flow over training seeds on one cell's simulations.
+
+Trains ``InflationaryFlow(prior)`` at its defaults once per training seed on the
+runner's simulations of ``(task, budget, seed 1)``, samples 10 000 posterior draws
+for observations 1-10 (with each number of multistep calls asked for) and scores
+them with the runner's torch MLP C2ST. Training seed 1 reproduces the runner's cell.
+
+    python docs/benchmarks/iflow_seed_spread.py sir 1000 --seeds 1,2,3
+    python docs/benchmarks/iflow_seed_spread.py two_moons 10000 --seeds 1 \
+        --calls 20,28,40,64
+"""
+
+import argparse
+import contextlib
+import io
+
+import torch
+
+from sbi_allinone import InflationaryFlow
+from sbi_allinone.benchmarks.cells import Cell, cell_simulations
+from sbi_allinone.benchmarks.runner import _c2st
+from sbi_allinone.benchmarks.tasks import get_task
+from sbi_allinone.tracking import NullTracker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task")
+    parser.add_argument("budget", type=int)
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--calls", default="", help="multistep calls (default: 20)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    task = get_task(args.task)
+    theta, x = cell_simulations(Cell(args.task, "iflow", args.budget, 1), task)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        torch.manual_seed(seed)
+        trainer = InflationaryFlow(task.prior, tracker=NullTracker())
+        with contextlib.redirect_stderr(io.StringIO()):
+            estimator = trainer.append_simulations(theta, x).train()
+            posterior = trainer.build_posterior()
+        for calls in [int(c) for c in args.calls.split(",") if c] or [None]:
+            if calls is not None:
+                estimator.sample_steps = calls
+            print(args.task, args.budget, "seed", seed, "calls", calls,
+                  f"C2ST {_mean_c2st(task, posterior):.3f}", flush=True)  # fmt: skip
+
+
+def _mean_c2st(task, posterior) -> float:  # noqa: ANN001
+    pairs = []
+    with contextlib.redirect_stderr(io.StringIO()):
+        for observation in range(1, 11):
+            reference = task.get_reference_posterior_samples(observation)[:10_000]
+            x_o = task.get_observation(observation)
+            samples = posterior.sample((10_000,), x=x_o, show_progress_bars=False)
+            pairs.append((reference, samples))
+    scores = [score for score, _ in _c2st(pairs, "mlp", "cpu")]
+    return sum(scores) / len(scores)
+
+
+if __name__ == "__main__":
+    main()
