@@ -59,7 +59,12 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
             scores = scores.masked_fill(~mask.unsqueeze(-1), -torch.inf)
         weights = scores.softmax(2).unsqueeze(-1)
         return (weights * v.unsqueeze(1)).sum(2).reshape(batch, n, heads * key)
-    q, k, v = (t.transpose(1, 2).contiguous() for t in (q, k, v))
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    if torch.is_grad_enabled():
+        # Training: contiguous heads are faster forward and backward (13 tokens:
+        # 21.9 against 25.9 ms); without autograd the copies cost more than they
+        # save (500 rows, 20 tokens: 6.8 against 3.5 ms a layer).
+        q, k, v = (t.contiguous() for t in (q, k, v))
     out = F.scaled_dot_product_attention(
         q, k, v, attn_mask=None if mask is None else mask.unsqueeze(-3)
     )

@@ -67,6 +67,19 @@ def test_small_attention_matches_the_fused_kernel():
         assert torch.allclose(_attention(q, k, v, m), expected)
 
 
+def test_attention_without_autograd_equals_the_differentiable_path():
+    from sbi_allinone.simformer.network import SMALL_ATTENTION, _attention
+
+    torch.manual_seed(0)
+    n = SMALL_ATTENTION + 3  # the fused kernel's path
+    qkv = torch.randn(4, n, 3, 2, 5, dtype=torch.float64).unbind(2)
+    mask = (torch.rand(4, n, n) < 0.5) | torch.eye(n, dtype=torch.bool)
+    for m in (None, mask, mask[0]):
+        with torch.no_grad():
+            fast = _attention(*qkv, m)
+        torch.testing.assert_close(fast, _attention(*qkv, m))
+
+
 def test_a_shared_mask_equals_the_same_mask_per_example():
     net = SimformerNet(4, num_layers=2)
     values, t, condition = _inputs(3, 4)
