@@ -71,6 +71,11 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     return out.transpose(1, 2).reshape(batch, n, heads * key)
 
 
+def _accumulate(rows: Tensor, inputs: Tensor, linear: nn.Linear) -> None:
+    """``rows += linear(inputs)`` in place, for ``(rows, features)`` tensors."""
+    rows.addmm_(inputs, linear.weight.t()).add_(linear.bias)
+
+
 class _Block(nn.Module):
     """Pre-LN transformer block with masked multi-head attention and noise input."""
 
@@ -96,8 +101,17 @@ class _Block(nn.Module):
         h = h + self.time(time).unsqueeze(1)
         qkv = self.qkv(self.norm_attention(h))
         q, k, v = qkv.view(batch, n, 3, self.num_heads, self.key_size).unbind(2)
-        h = h + self.out(_attention(q, k, v, mask))
-        return h + self.mlp(self.norm_mlp(h))
+        attended = _attention(q, k, v, mask)
+        if torch.is_grad_enabled():
+            h = h + self.out(attended)
+            return h + self.mlp(self.norm_mlp(h))
+        # Without autograd the residual sums accumulate into ``h`` (a new tensor
+        # since the time term): no bias copy and no extra pass per product.
+        rows = h.view(batch * n, -1)
+        _accumulate(rows, attended.reshape(batch * n, -1), self.out)
+        first, _, second = self.mlp
+        _accumulate(rows, F.gelu(first(self.norm_mlp(h))).view(batch * n, -1), second)
+        return h
 
 
 class MetadataEmbedding(nn.Module):

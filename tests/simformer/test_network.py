@@ -80,6 +80,22 @@ def test_attention_without_autograd_equals_the_differentiable_path():
         torch.testing.assert_close(fast, _attention(*qkv, m))
 
 
+def test_network_without_autograd_computes_what_it_computes_with_it():
+    torch.manual_seed(0)
+    net = SimformerNet(7, num_layers=2)
+    for p in net.parameters():  # trained-looking weights, not zero output layers
+        p.data.normal_(0, 0.3)
+    values, t, condition = _inputs(6, 7)
+    condition[:, :2] = True
+    mask = (torch.rand(7, 7) < 0.6) | torch.eye(7, dtype=torch.bool)
+    for m in (None, mask):
+        copy = values.clone()
+        with torch.no_grad():
+            fast = net(copy, t, condition, m)
+        torch.testing.assert_close(copy, values)  # the caller's tensors untouched
+        torch.testing.assert_close(fast, net(values, t, condition, m))
+
+
 def test_a_shared_mask_equals_the_same_mask_per_example():
     net = SimformerNet(4, num_layers=2)
     values, t, condition = _inputs(3, 4)
