@@ -8,7 +8,6 @@ import warnings
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
 from torch.distributions import Distribution
 from torch.nn.utils import clip_grad_norm_
 
@@ -198,42 +197,38 @@ class InflationaryFlow(BuilderNPE):
             learning_rate = cosine_learning_rate(self.epoch, *self._cosine_epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate
-        if getattr(self, "_split_rows", None) is None:
+        if self._split_rows is None:  # set by get_dataloaders, before any epoch
             return super()._train_epoch(train_loader, clip_max_norm, loss_args)
         rows, size = self._split_rows[0], train_loader.batch_size
         order = torch.randperm(len(rows[0]))
         num_steps = len(order) // size
         parameters = self.optimizer.param_groups[0]["params"]
-        total = torch.zeros(())
+        total = torch.zeros((), device=self._device)  # no sync per step
         for step in range(num_steps):
             batch = [column[order[step * size : (step + 1) * size]] for column in rows]
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self._batch_losses(batch, loss_args).mean()
+            loss = self._get_losses(batch=batch, loss_args=loss_args).mean()
             loss.backward()
             if clip_max_norm is not None:
                 clip_grad_norm_(parameters, clip_max_norm, foreach=True)
             self.optimizer.step()
-            total += loss.detach().cpu()
+            total += loss.detach()
         return float(total) / num_steps
 
     def _validate_epoch(self, val_loader, loss_args) -> float:  # noqa: ANN001
         """The mean validation loss over every validation row (sbi's loader drops
         a last partial batch)."""
-        if getattr(self, "_split_rows", None) is None:
+        if self._split_rows is None:
             return super()._validate_epoch(val_loader, loss_args)
         rows, size = self._split_rows[1], val_loader.batch_size
         with torch.no_grad():
             losses = [
-                self._batch_losses([column[i : i + size] for column in rows], loss_args)
+                self._get_losses(
+                    batch=[column[i : i + size] for column in rows], loss_args=loss_args
+                )
                 for i in range(0, len(rows[0]), size)
             ]
         return float(torch.cat(losses).mean())
-
-    def _batch_losses(self, batch: list[Tensor], loss_args: Any) -> Tensor:
-        """sbi's per-example losses of one batch ``[theta, x, prior_masks]``."""
-        if loss_args is None:
-            return self._get_losses(batch=batch)
-        return self._get_losses(batch=batch, loss_args=loss_args)
 
 
 def cosine_learning_rate(epoch: int, base: float, num_epochs: int) -> float:
