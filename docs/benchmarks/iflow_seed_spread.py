@@ -8,9 +8,18 @@ them with the runner's torch MLP C2ST. Training seed 1 reproduces the runner's c
     python docs/benchmarks/iflow_seed_spread.py sir 1000 --seeds 1,2,3
     python docs/benchmarks/iflow_seed_spread.py two_moons 10000 --seeds 1 \
         --calls 20,28,40,64
+    python docs/benchmarks/iflow_seed_spread.py two_moons 10000 --seeds 1 \
+        --option training_noise=log_uniform --option linear_adjustment=False
+    python docs/benchmarks/iflow_seed_spread.py two_moons 10000 --seeds 1 \
+        --noise -2.0,1.8
+
+``--option KEY=VALUE`` passes a keyword to ``InflationaryFlow`` (the value is read as
+a Python literal, else as a string); ``--noise MEAN,STD`` sets
+``training_noise=LogNormalNoise(MEAN, STD)``.
 """
 
 import argparse
+import ast
 import contextlib
 import io
 
@@ -20,6 +29,7 @@ from sbi_allinone import InflationaryFlow
 from sbi_allinone.benchmarks.cells import Cell, cell_simulations
 from sbi_allinone.benchmarks.runner import _c2st
 from sbi_allinone.benchmarks.tasks import get_task
+from sbi_allinone.diffusion import LogNormalNoise
 from sbi_allinone.tracking import NullTracker
 
 
@@ -29,13 +39,19 @@ def main() -> None:
     parser.add_argument("budget", type=int)
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--calls", default="", help="multistep calls (default: 20)")
+    parser.add_argument("--option", action="append", default=[], help="KEY=VALUE")
+    parser.add_argument("--noise", default="", help="MEAN,STD of log-normal levels")
     args = parser.parse_args()
+    options = dict(_option(text) for text in args.option)
+    if args.noise:
+        mean, std = (float(v) for v in args.noise.split(","))
+        options["training_noise"] = LogNormalNoise(mean, std)
     torch.set_num_threads(1)
     task = get_task(args.task)
     theta, x = cell_simulations(Cell(args.task, "iflow", args.budget, 1), task)
     for seed in (int(s) for s in args.seeds.split(",")):
         torch.manual_seed(seed)
-        trainer = InflationaryFlow(task.prior, tracker=NullTracker())
+        trainer = InflationaryFlow(task.prior, tracker=NullTracker(), **options)
         with contextlib.redirect_stderr(io.StringIO()):
             estimator = trainer.append_simulations(theta, x).train()
             posterior = trainer.build_posterior()
@@ -43,7 +59,16 @@ def main() -> None:
             if calls is not None:
                 estimator.sample_steps = calls
             print(args.task, args.budget, "seed", seed, "calls", calls,
-                  f"C2ST {_mean_c2st(task, posterior):.3f}", flush=True)  # fmt: skip
+                  f"C2ST {_mean_c2st(task, posterior):.3f}", options or "",
+                  flush=True)  # fmt: skip
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
 
 
 def _mean_c2st(task, posterior) -> float:  # noqa: ANN001

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from sbi_allinone.diffusion.averaging import AveragedNetwork, weight_average
 from sbi_allinone.diffusion.embedding import FourierEmbedding
+from sbi_allinone.diffusion.noise import LogNormalNoise, uniform_time
 from sbi_allinone.diffusion.preconditioning import edm_preconditioning
 from sbi_allinone.inflationary.schedule import InflationarySchedule
 
@@ -131,17 +132,34 @@ class PreconditionedDenoiser(AveragedNetwork, nn.Module):
         schedule: The inflationary schedule (eigenvalues and noise).
         ema_decay: Decay of the weight average per optimizer step, in ``[0, 1)``;
             ``None`` uses the live weights everywhere.
+        training_noise: Distribution of the training noise levels (of the base
+            variance, ``g_i = 0``); ``None``: times uniform on ``[t_min, T]``, so
+            noise variances log-uniform over the whole flow.
     """
+
+    #: Models saved before the option existed trained with uniform times.
+    training_noise: LogNormalNoise | None = None
 
     def __init__(
         self,
         net: nn.Module,
         schedule: InflationarySchedule,
         ema_decay: float | None = DENOISER_DEFAULTS.ema_decay,
+        training_noise: LogNormalNoise | None = None,
     ) -> None:
         super().__init__()
         self.net, self.schedule, self.ema_decay = net, schedule, ema_decay
         self.average = None if ema_decay is None else weight_average(net, ema_decay)
+        self.training_noise = training_noise
+
+    def training_times(self, uniforms: Tensor) -> Tensor:
+        """Times ``(B, 1)`` of training (and fixed validation) draws from uniforms
+        ``(B, 1)`` in ``(0, 1)``, by ``training_noise``."""
+        schedule = self.schedule
+        if self.training_noise is None:
+            return uniform_time(uniforms, schedule.t_min, schedule.t_max)
+        sigma = self.training_noise.from_uniform(uniforms)
+        return schedule.time_of_base_variance(sigma.square())
 
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``c_in``, ``c_skip``, ``c_out``, each ``(B, D)``, at times ``(B, 1)``:

@@ -48,7 +48,6 @@ from torch.distributions.constraints import Constraint
 from torch.distributions.transforms import Transform
 
 from sbi_allinone.diffusion.averaging import update_weight_average, weight_average
-from sbi_allinone.diffusion.noise import uniform_time
 from sbi_allinone.diffusion.ode import (
     gaussian_log_prob,
     heun,
@@ -57,6 +56,7 @@ from sbi_allinone.diffusion.ode import (
     rademacher,
 )
 from sbi_allinone.diffusion.validation import fixed_draws
+from sbi_allinone.inflationary.adjustment import AdjustedCoordinates
 from sbi_allinone.inflationary.bounded import log_abs_det_unbounding
 from sbi_allinone.inflationary.denoiser import PreconditionedDenoiser
 from sbi_allinone.inflationary.sampling import (
@@ -76,7 +76,9 @@ __all__ = ["InflationaryFlowEstimator"]
 DEFAULT_VALIDATION_DRAWS = 4
 
 
-class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimator):
+class InflationaryFlowEstimator(
+    AdjustedCoordinates, StandardizedEstimator, ConditionalDensityEstimator
+):
     """Conditional inflationary flow; built by :func:`inflationary_flow_nn`.
 
     Args:
@@ -104,6 +106,9 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         sample_solver: ``sample``'s solver (default: ``solver``); ``"multistep"``
             (PR-preserving schedules only) calls the network once a step, see
             :mod:`~sbi_allinone.inflationary.sampling`.
+        adjustment: ``W`` ``(dim_y, D)`` and ``b`` ``(D,)`` of the linear
+            regression adjustment (:mod:`~sbi_allinone.inflationary.adjustment`);
+            ``None``: none.
     """
 
     #: ``log_prob`` integrates the ODE without a graph (the trace's gradients are
@@ -124,6 +129,7 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         theta_support: Constraint | None = None,
         sample_steps: int | None = None,
         sample_solver: SampleSolver | None = None,
+        adjustment: tuple[Tensor, Tensor] | None = None,
     ) -> None:
         super().__init__(denoiser, standardization)
         self.theta_support = theta_support
@@ -137,7 +143,7 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         trained = next(embedding_net.parameters(), None) is not None
         if denoiser.average is not None and trained:
             self._embedding_average = weight_average(embedding_net, denoiser.ema_decay)
-        self.register_buffer("basis", basis)
+        self._register_coordinates(basis, adjustment, standardization.dim_y)
         self.steps, self.solver = steps, solver
         self.atol, self.rtol = atol, rtol
         self.exact_trace_max_dim = exact_trace_max_dim
@@ -181,33 +187,19 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         if self._embedding_average is not None:
             update_weight_average(self._embedding_average, self._embedding_net)
 
-    def to_pca(self, theta: Tensor) -> Tensor:
-        """Parameters ``(B, D)`` -> standardized PCA coordinates ``u`` ``(B, D)``
-        (of the unbounded parameters, with a ``theta_transform``)."""
-        if self.theta_transform is not None:
-            theta = self.theta_transform.inv(theta)
-        return self._standardize(theta) @ self.basis
-
-    def from_pca(self, u: Tensor) -> Tensor:
-        """PCA coordinates ``(B, D)`` -> parameters ``(B, D)``."""
-        theta = self._unstandardize(u @ self.basis.T)
-        if self.theta_transform is not None:
-            theta = self.theta_transform(theta)
-        return theta
-
     # -- training --------------------------------------------------------------------
 
     def loss(self, input: Tensor, condition: Tensor, **kwargs) -> Tensor:
         """Weighted denoising loss ``(batch,)``.
 
-        In training, times are uniform on ``[t_min, T]`` and noise is standard
-        normal, and each call first moves the weight averages (if kept) by one
-        step: sbi's loop has no hook after ``optimizer.step()``, so the previous
-        step's weights enter the average before the next step. In evaluation mode
-        time and noise are ``validation_draws`` fixed functions of each
-        (theta, x) pair and the loss is their mean, so the validation loss is the
-        same function every epoch (sbi shuffles the validation set) and early
-        stopping compares like with like.
+        In training, times are drawn by the denoiser's ``training_times`` and
+        noise is standard normal, and each call first moves the weight averages
+        (if kept) by one step: sbi's loop has no hook after ``optimizer.step()``,
+        so the previous step's weights enter the average before the next step.
+        In evaluation mode time and noise are ``validation_draws`` fixed
+        functions of each (theta, x) pair and the loss is their mean, so the
+        validation loss is the same function every epoch (sbi shuffles the
+        validation set) and early stopping compares like with like.
 
         Args:
             input: Parameters ``(batch, D)``.
@@ -215,7 +207,8 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         """
         if self.training:
             self.update_average()
-        u, context = self.to_pca(input), self._embed(condition)
+        context = self._embed(condition)
+        u = self.to_pca(input, context)
         if self.training:
             uniforms = torch.rand(u.shape[0], 1, device=u.device)
             return self._denoising_loss(u, uniforms, torch.randn_like(u), context)
@@ -229,9 +222,7 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
     def _denoising_loss(
         self, u: Tensor, uniforms: Tensor, noise: Tensor, context: Tensor
     ) -> Tensor:
-        schedule = self.schedule
-        t = uniform_time(uniforms, schedule.t_min, schedule.t_max)
-        return self.net.loss(u, t, noise, context)
+        return self.net.loss(u, self.net.training_times(uniforms), noise, context)
 
     # -- the probability-flow ODE ------------------------------------------------------
 
@@ -318,9 +309,8 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         schedule = self.schedule
         t0 = torch.full((1, 1), schedule.t_min).to(theta)
         alpha0 = schedule.alpha(t0)
-        z, integral = self._integrate_with_trace(
-            alpha0 * self.to_pca(theta), self._embed(x)
-        )
+        y = self._embed(x)
+        z, integral = self._integrate_with_trace(alpha0 * self.to_pca(theta, y), y)
         log_q = (
             self.latent_log_prob(z)
             + integral
@@ -350,9 +340,8 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
     def _latent_run_to_theta(self, z: Tensor, y: Tensor) -> Tensor:
         steps, solver = self.sample_steps, self.sample_solver
         if solver == "multistep":
-            return self.from_pca(
-                multistep_latent_to_pca(self.net, self.schedule, z, y, steps)
-            )
+            u = multistep_latent_to_pca(self.net, self.schedule, z, y, steps)
+            return self.from_pca(u, y)
         return self._latent_to_theta(z, y, steps, solver)
 
     def _latent_to_theta(
@@ -360,7 +349,7 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
     ) -> Tensor:
         t0 = torch.full((1, 1), self.schedule.t_min).to(z)
         z0 = self._integrate(z, context, forward=False, steps=steps, solver=solver)
-        return self.from_pca(z0 / self.schedule.alpha(t0))
+        return self.from_pca(z0 / self.schedule.alpha(t0), context)
 
     @torch.no_grad()
     def inverse_transform(self, theta: Tensor, x: Tensor) -> Tensor:
@@ -376,8 +365,8 @@ class InflationaryFlowEstimator(StandardizedEstimator, ConditionalDensityEstimat
         theta, x, _ = self._flatten(theta, x)
         schedule = self.schedule
         t0 = torch.full((1, 1), schedule.t_min).to(theta)
-        z0 = schedule.alpha(t0) * self.to_pca(theta)
-        return self._integrate(z0, self._embed(x), forward=True)
+        y = self._embed(x)
+        return self._integrate(schedule.alpha(t0) * self.to_pca(theta, y), y, True)
 
     @torch.no_grad()
     def transform(self, z: Tensor, x: Tensor) -> Tensor:

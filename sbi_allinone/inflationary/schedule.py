@@ -126,6 +126,12 @@ class InflationarySchedule(nn.Module):
         """Noise variances ``(..., D)`` at times ``t`` ``(..., 1)``."""
         return self.gamma0 * torch.exp(self.rate() * t)
 
+    def time_of_base_variance(self, variance: Tensor) -> Tensor:
+        """Times (shape kept) at which the base variance ``gamma0 exp(rho t)``
+        (``g_i = 0``) equals ``variance``, clipped to ``[t_min, T]``."""
+        times = (variance.log() - math.log(self.gamma0)) / self.rho
+        return times.clamp(self.t_min, self.t_max)
+
     def gamma_dot(self, t: Tensor) -> Tensor:
         """``d gamma / dt`` ``(..., D)``."""
         return self.rate() * self.gamma(t)

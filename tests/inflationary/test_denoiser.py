@@ -1,10 +1,17 @@
 """Preconditioning: limits in t and unit-variance inputs and targets."""
 
+import math
+
 import pytest
 import torch
 from torch import Tensor
 
-from sbi_allinone.inflationary import InflationarySchedule
+from sbi_allinone.diffusion import LogNormalNoise
+from sbi_allinone.inflationary import (
+    InflationarySchedule,
+    builder,
+    inflationary_flow_nn,
+)
 from sbi_allinone.inflationary.denoiser import DenoiserResNet, PreconditionedDenoiser
 
 EIGENVALUES = torch.tensor([3.0, 1.0, 0.2])
@@ -162,3 +169,43 @@ def test_network_without_autograd_computes_what_it_computes_with_it():
         torch.testing.assert_close(inputs[0], x)  # the caller's tensors untouched
         torch.testing.assert_close(fast, net(x, times, context))
         assert fast.abs().mean() > 0.1
+
+
+def test_training_times_are_uniform_or_give_the_log_normal_noise_levels():
+    uniforms = torch.rand(200_000, 1, generator=torch.Generator().manual_seed(0))
+    uniform = _denoiser()
+    schedule = uniform.schedule
+    torch.testing.assert_close(
+        uniform.training_times(uniforms),
+        schedule.t_min + (schedule.t_max - schedule.t_min) * uniforms,
+    )
+    del uniform.__dict__["training_noise"]  # as in a model saved before the option
+    assert uniform.training_noise is None
+    log_normal = PreconditionedDenoiser(
+        DenoiserResNet(3, context_dim=2), schedule, training_noise=LogNormalNoise()
+    )
+    times = log_normal.training_times(uniforms)
+    assert times.min() >= schedule.t_min and times.max() <= schedule.t_max
+    # Where no clipping applies, the base variance gamma0 exp(rho t) is sigma**2.
+    log_sigma = 0.5 * (math.log(schedule.gamma0) + schedule.rho * times)
+    inside = (times > schedule.t_min) & (times < schedule.t_max)
+    assert inside.float().mean() > 0.99
+    assert abs(log_sigma[inside].mean().item() - (-2.0)) < 0.02
+    assert abs(log_sigma[inside].std().item() - 1.6) < 0.03
+
+
+def test_training_noise_is_chosen_by_the_number_of_pairs_or_as_given(monkeypatch):
+    with pytest.raises(ValueError, match="`training_noise` must be"):
+        inflationary_flow_nn(training_noise="log-normal")
+    theta, x = torch.randn(50, 2), torch.randn(50, 3)
+    assert inflationary_flow_nn()(theta, x).net.training_noise is None
+    monkeypatch.setattr(builder, "LOG_NORMAL_MIN_PAIRS", 50)
+    assert isinstance(
+        inflationary_flow_nn()(theta, x).net.training_noise, LogNormalNoise
+    )
+    uniform = inflationary_flow_nn(training_noise="log_uniform")(theta, x)
+    assert uniform.net.training_noise is None
+    given = LogNormalNoise(p_mean=-1.0)
+    assert (
+        inflationary_flow_nn(training_noise=given)(theta, x).net.training_noise is given
+    )

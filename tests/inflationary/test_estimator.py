@@ -37,10 +37,12 @@ class ExactGaussianF(nn.Module):
         return (denoised - c_skip * noised) / c_out
 
 
-def _exact_estimator(scales=SCALES, **kwargs):
+def _exact_estimator(scales=SCALES, coupling=0.0, **kwargs):
     torch.manual_seed(0)
-    theta = torch.randn(2000, 2) @ torch.tensor([[1.5, 0.4], [0.0, 0.8]]) + 1.0
     x = torch.randn(2000, 2)
+    theta = torch.randn(2000, 2) @ torch.tensor([[1.5, 0.4], [0.0, 0.8]]) + 1.0
+    # With a coupling theta depends on x linearly: the linear adjustment is not 0.
+    theta = theta + coupling * x.flip(-1)
     estimator = inflationary_flow_nn(z_score_x="none", **kwargs)(theta, x)
     schedule = estimator.schedule
     exact = ExactGaussianF(schedule, scales)
@@ -51,7 +53,9 @@ def _exact_estimator(scales=SCALES, **kwargs):
 def _exact_conditional(estimator, x, scales=SCALES):
     """The model's q(theta | x) in parameter space (a Gaussian)."""
     basis, std = estimator.basis, estimator.theta_std
-    mean = (0.5 * x) @ basis.T * std + estimator.theta_mean
+    y = torch.as_tensor(x, dtype=torch.float32).reshape(-1, estimator.dim_y)
+    shift = estimator.shift(y)
+    mean = ((0.5 * x) @ basis.T + shift) * std + estimator.theta_mean
     linear = torch.diag(std) @ basis
     covariance = linear @ torch.diag(scales**2) @ linear.T
     return torch.distributions.MultivariateNormal(mean, covariance)
@@ -65,7 +69,8 @@ def test_log_prob_matches_the_exact_density(solver, x_o, max_error):
     # Two approximations of the method bound the error rather than the solver:
     # the flow starts at gamma0 = 1e-6 of noise, not 0, and ends at N(0, Sigma_T)
     # although the noised conditional still has mean alpha_T * mu (1/40 of mu).
-    estimator = _exact_estimator(solver=solver, steps=128)
+    estimator = _exact_estimator(solver=solver, steps=128, coupling=0.8)
+    assert estimator.adjustment_weight.abs().max() > 0.3  # the shift is tested too
     x_o = torch.tensor([x_o])
     exact = _exact_conditional(estimator, x_o)
     theta = exact.sample((200,)).squeeze(1)
@@ -76,7 +81,7 @@ def test_log_prob_matches_the_exact_density(solver, x_o, max_error):
 
 
 def test_samples_and_round_trip():
-    estimator = _exact_estimator(steps=128)
+    estimator = _exact_estimator(steps=128, coupling=0.8)
     x_o = torch.tensor([[0.4, -1.0]])
     exact = _exact_conditional(estimator, x_o)
     samples = estimator.sample((4000,), x_o).squeeze(1)
@@ -129,7 +134,7 @@ def test_batched_shapes():
 
 
 def test_chi2_check_passes_for_the_exact_model_and_fails_for_a_wrong_one():
-    estimator = _exact_estimator(steps=64)
+    estimator = _exact_estimator(steps=64, coupling=0.8)
     x = torch.randn(1000, 2)
     theta = _exact_conditional(estimator, x).sample()
     assert latent_chi2_check(estimator, theta, x).p_value > 0.01
@@ -158,12 +163,12 @@ def test_validation_loss_averages_distinct_fixed_draws():
     several = inflationary_flow_nn(validation_draws=4)(theta, x).eval()
     draws = [_fixed_draws(theta, x, 2, draw) for draw in range(4)]
     assert all(not torch.allclose(draws[0][1], other[1]) for other in draws[1:])
+    y = several._embed(x)
     torch.testing.assert_close(single.loss(theta, x), several._denoising_loss(
-        several.to_pca(theta), *draws[0], several._embed(x)
+        several.to_pca(theta, y), *draws[0], y
     ))  # fmt: skip
     per_draw = torch.stack([
-        several._denoising_loss(several.to_pca(theta), *d, several._embed(x))
-        for d in draws
+        several._denoising_loss(several.to_pca(theta, y), *d, y) for d in draws
     ])  # fmt: skip
     torch.testing.assert_close(several.loss(theta, x), per_draw.mean(0))
     with pytest.raises(ValueError, match="validation_draws"):
