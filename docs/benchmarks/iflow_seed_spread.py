@@ -15,7 +15,7 @@ them with the runner's torch MLP C2ST. Training seed 1 reproduces the runner's c
 
 ``--option KEY=VALUE`` passes a keyword to ``InflationaryFlow`` (the value is read as
 a Python literal, else as a string); ``--noise MEAN,STD`` sets
-``training_noise=LogNormalNoise(MEAN, STD)``.
+``training_noise=LogNormalNoise(MEAN, STD)``; ``--steps N`` trains ``N`` steps.
 """
 
 import argparse
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--calls", default="", help="multistep calls (default: 20)")
     parser.add_argument("--option", action="append", default=[], help="KEY=VALUE")
     parser.add_argument("--noise", default="", help="MEAN,STD of log-normal levels")
+    parser.add_argument("--steps", type=int, default=None, help="train(num_steps=)")
     args = parser.parse_args()
     options = dict(_option(text) for text in args.option)
     if args.noise:
@@ -53,7 +54,7 @@ def main() -> None:
         torch.manual_seed(seed)
         trainer = InflationaryFlow(task.prior, tracker=NullTracker(), **options)
         with contextlib.redirect_stderr(io.StringIO()):
-            estimator = trainer.append_simulations(theta, x).train()
+            estimator = trainer.append_simulations(theta, x).train(num_steps=args.steps)
             posterior = trainer.build_posterior()
         for calls in [int(c) for c in args.calls.split(",") if c] or [None]:
             if calls is not None:

@@ -3,8 +3,10 @@ r"""Inflationary flows as a conditional density estimator ``q(theta | x)``.
 The paper maps data to latents; here the data is the parameter vector and every
 network evaluation is conditioned on an embedding ``y`` of the observation. Derivation:
 
-1. Standardize ``theta`` and rotate into the PCA basis of the training parameters:
-   ``u = V^T (theta - mu) / sigma`` (orthogonal ``V``, eigenvalues ``lambda``).
+1. Standardize ``theta``, subtract the linear regression adjustment ``y W + b``
+   (:mod:`~sbi_allinone.inflationary.adjustment`; zero without it) and rotate into
+   the PCA basis of the training residuals: ``u = V^T ((theta - mu) / sigma - y W -
+   b)`` (orthogonal ``V``, eigenvalues ``lambda``).
 2. For each ``x``, noise the conditional ``p(u | x)`` with ``n ~ N(0, diag gamma(t))``.
    Its score is ``grad log p_t(u~ | x) = (D(u~, t; y) - u~) / gamma(t)`` with ``D`` the
    posterior-mean denoiser ``E[u | u~, x]`` (Tweedie); ``D`` is learned by the weighted
