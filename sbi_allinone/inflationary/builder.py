@@ -178,10 +178,9 @@ def inflationary_flow_nn(
             training pairs, when the embedding net has no trainable parameters (a
             trained embedding would move the regression's inputs; ``True`` raises
             there); not for ``"prr"``, whose reduction is of the parameters' own
-            principal directions. With many pairs the network learns the mean
-            itself, and on a bounded prior whose posteriors press against its
-            walls the shift moves the walls with ``x``: gaussian_linear_uniform at
-            10 000 simulations, 0.696 with it against 0.608 without.
+            principal directions. With many pairs it was worse on
+            gaussian_linear_uniform (10 000 simulations: 0.696 with it, 0.608
+            without; 0.691 with it in unbounded space), for a reason not found.
         seed: Seed of the network initialization.
         **components: ``gamma0``, ``rho``, ``t_max``: noise variance at ``t = 0``
             (in units of the standardized parameters), inflation rate and final
