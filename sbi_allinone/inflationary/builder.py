@@ -57,10 +57,10 @@ DEFAULT_TRAINING_NOISE: TrainingNoise = "auto"
 #: (0.577 -> 0.612) worse: with few pairs, training concentrated at low noise fits
 #: the training pairs. Between 1 000 and 10 000 simulations it is not measured
 #: (``docs/benchmarks/2026-12-03-iflow-adjustment/``).
-LOG_NORMAL_MIN_PAIRS = 5_000
+MANY_PAIRS = 5_000
 #: ``(p_mean, p_std)`` of ``training_noise="log_normal"``: EDM's log-normal, wider
-#: than the Simformer's ``(-2.0, 1.6)``, which on gaussian_mixture at 10 000
-#: simulations gave 0.538 against 0.531 (two_moons: 0.523 against 0.526).
+#: than the Simformer's ``(-2.0, 1.6)``, which at 10 000 simulations gave
+#: gaussian_mixture 0.535 against 0.531 (two_moons: 0.525 against 0.528).
 LOG_NORMAL_LEVELS = (-2.0, 1.8)
 
 
@@ -170,11 +170,11 @@ def inflationary_flow_nn(
             log-uniform over the whole flow), ``"log_normal"`` (EDM's log-normal
             levels, :data:`LOG_NORMAL_LEVELS`), a
             :class:`~sbi_allinone.diffusion.LogNormalNoise`, or ``"auto"``:
-            ``"log_normal"`` from :data:`LOG_NORMAL_MIN_PAIRS` training pairs on,
+            ``"log_normal"`` from :data:`MANY_PAIRS` training pairs on,
             else ``"log_uniform"`` (why, see there).
         linear_adjustment: Model the parameters minus a ridge regression on the
             embedded data (:mod:`~sbi_allinone.inflationary.adjustment`). ``None``
-            (default): for ``"prp"`` with fewer than :data:`LOG_NORMAL_MIN_PAIRS`
+            (default): for ``"prp"`` with fewer than :data:`MANY_PAIRS`
             training pairs, when the embedding net has no trainable parameters (a
             trained embedding would move the regression's inputs; ``True`` raises
             there); not for ``"prr"``, whose reduction is of the parameters' own
@@ -237,11 +237,11 @@ def _training_noise(
     training_noise: TrainingNoise | LogNormalNoise, num_pairs: int
 ) -> LogNormalNoise | None:
     """The denoiser's ``training_noise`` for :func:`inflationary_flow_nn`'s, given
-    the number of training pairs (``"auto"``: see :data:`LOG_NORMAL_MIN_PAIRS`)."""
+    the number of training pairs (``"auto"``: see :data:`MANY_PAIRS`)."""
     if isinstance(training_noise, LogNormalNoise):
         return training_noise
     if training_noise == "auto":
-        log_normal = num_pairs >= LOG_NORMAL_MIN_PAIRS
+        log_normal = num_pairs >= MANY_PAIRS
         training_noise = "log_normal" if log_normal else "log_uniform"
     return (
         LogNormalNoise(*LOG_NORMAL_LEVELS) if training_noise == "log_normal" else None
@@ -321,7 +321,7 @@ def _build_flow(
     theta = (theta - standardization.theta_mean) / standardization.theta_std
     adjustment = None
     if adjust is None:
-        adjust = len(theta) < LOG_NORMAL_MIN_PAIRS
+        adjust = len(theta) < MANY_PAIRS
     if adjust:  # the flow's coordinates are the residuals of the regression
         y = _embedded(x, standardization)
         adjustment = fit_linear_adjustment(theta, y)

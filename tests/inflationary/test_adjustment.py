@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from sbi_allinone.inflationary import inflationary_flow_nn
+from sbi_allinone.inflationary import builder, inflationary_flow_nn
 from sbi_allinone.inflationary.adjustment import fit_linear_adjustment
 
 
@@ -59,9 +59,14 @@ def test_coordinates_are_the_residuals_and_invert():
     )
 
 
-def test_default_adjusts_prp_with_a_fixed_embedding_only():
+def test_default_adjusts_prp_with_a_fixed_embedding_and_few_pairs_only(monkeypatch):
     theta, x = _linear_data()
     assert inflationary_flow_nn()(theta, x).adjustment_weight.abs().max() > 0.1
+    monkeypatch.setattr(builder, "MANY_PAIRS", len(theta))
+    assert not inflationary_flow_nn()(theta, x).adjustment_weight.any()
+    forced = inflationary_flow_nn(linear_adjustment=True)(theta, x)
+    assert forced.adjustment_weight.abs().max() > 0.1
+    monkeypatch.undo()
     off = inflationary_flow_nn(linear_adjustment=False)(theta, x)
     assert not off.adjustment_weight.any() and not off.adjustment_bias.any()
     reducing = inflationary_flow_nn(schedule="prr", latent_dim=1)(theta, x)

@@ -199,7 +199,7 @@ def test_training_noise_is_chosen_by_the_number_of_pairs_or_as_given(monkeypatch
         inflationary_flow_nn(training_noise="log-normal")
     theta, x = torch.randn(50, 2), torch.randn(50, 3)
     assert inflationary_flow_nn()(theta, x).net.training_noise is None
-    monkeypatch.setattr(builder, "LOG_NORMAL_MIN_PAIRS", 50)
+    monkeypatch.setattr(builder, "MANY_PAIRS", 50)
     assert isinstance(
         inflationary_flow_nn()(theta, x).net.training_noise, LogNormalNoise
     )
