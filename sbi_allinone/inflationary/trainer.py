@@ -249,11 +249,14 @@ def default_num_steps(num_simulations: int) -> int:
 
     On two moons (observations 1-3) 3 000 steps were enough at 1 000 simulations
     (0.570, against 0.564 after 10 000) but not at 10 000 (0.535, against 0.513
-    after 10 000; ``docs/benchmarks/2026-12-02-iflow-schedule/``). With the linear
-    adjustment and log-normal training noise, 8 000 steps at 10 000 simulations
-    gave two_moons 0.524 and gaussian_mixture 0.533 (observations 1-10), against
-    0.526 and 0.531 after 10 000, at four fifths of the time
-    (``docs/benchmarks/2026-12-03-iflow-adjustment/``).
+    after 10 000; ``docs/benchmarks/2026-12-02-iflow-schedule/``). 8 000 steps at
+    10 000 simulations were chosen with the linear adjustment on (two_moons 0.524,
+    gaussian_mixture 0.533, against 0.526 and 0.531 after 10 000; observations
+    1-10), at four fifths of the time. At the defaults, which no longer adjust at
+    10 000 simulations, the runner gave 0.532 and 0.535 after 8 000 steps, where
+    10 000 steps gave 0.528 and 0.531 in the study: the cut may cost those two
+    tasks 0.004 (``docs/benchmarks/2026-12-03-iflow-adjustment/``,
+    ``docs/benchmarks/2026-12-03-issue23b/``).
 
     Example:
         >>> default_num_steps(1_000), default_num_steps(10_000)
