@@ -15,7 +15,8 @@ them with the runner's torch MLP C2ST. Training seed 1 reproduces the runner's c
 
 ``--option KEY=VALUE`` passes a keyword to ``InflationaryFlow`` (the value is read as
 a Python literal, else as a string); ``--noise MEAN,STD`` sets
-``training_noise=LogNormalNoise(MEAN, STD)``; ``--steps N`` trains ``N`` steps.
+``training_noise=LogNormalNoise(MEAN, STD)``; ``--steps N`` trains ``N`` steps;
+``--train KEY=VALUE`` passes a keyword to ``train`` (``--train lr_decay=constant``).
 """
 
 import argparse
@@ -42,8 +43,10 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], help="KEY=VALUE")
     parser.add_argument("--noise", default="", help="MEAN,STD of log-normal levels")
     parser.add_argument("--steps", type=int, default=None, help="train(num_steps=)")
+    parser.add_argument("--train", action="append", default=[], help="KEY=VALUE")
     args = parser.parse_args()
     options = dict(_option(text) for text in args.option)
+    train_options = dict(_option(text) for text in args.train)
     if args.noise:
         mean, std = (float(v) for v in args.noise.split(","))
         options["training_noise"] = LogNormalNoise(mean, std)
@@ -54,13 +57,16 @@ def main() -> None:
         torch.manual_seed(seed)
         trainer = InflationaryFlow(task.prior, tracker=NullTracker(), **options)
         with contextlib.redirect_stderr(io.StringIO()):
-            estimator = trainer.append_simulations(theta, x).train(num_steps=args.steps)
+            estimator = trainer.append_simulations(theta, x).train(
+                num_steps=args.steps, **train_options
+            )
             posterior = trainer.build_posterior()
         for calls in [int(c) for c in args.calls.split(",") if c] or [None]:
             if calls is not None:
                 estimator.sample_steps = calls
             print(args.task, args.budget, "seed", seed, "calls", calls,
                   f"C2ST {_mean_c2st(task, posterior):.3f}", options or "",
+                  train_options or "",
                   flush=True)  # fmt: skip
 
 

@@ -244,25 +244,24 @@ def cosine_learning_rate(epoch: int, base: float, num_epochs: int) -> float:
 
 def default_num_steps(num_simulations: int) -> int:
     """Optimizer steps of :meth:`InflationaryFlow.train`: ``DEFAULT_NUM_STEPS`` at
-    1 000 simulations (or fewer), 8 000 at 10 000, growing as a power law in
-    between and beyond (to at most ``MAX_DEFAULT_NUM_STEPS``), in hundreds.
+    1 000 simulations (or fewer), three times as many for each tenfold more
+    simulations (9 000 at 10 000), to at most ``MAX_DEFAULT_NUM_STEPS``, in
+    hundreds.
 
     On two moons (observations 1-3) 3 000 steps were enough at 1 000 simulations
     (0.570, against 0.564 after 10 000) but not at 10 000 (0.535, against 0.513
-    after 10 000; ``docs/benchmarks/2026-12-02-iflow-schedule/``). 8 000 steps at
-    10 000 simulations were chosen with the linear adjustment on (two_moons 0.524,
-    gaussian_mixture 0.533, against 0.526 and 0.531 after 10 000; observations
-    1-10), at four fifths of the time. At the defaults, which no longer adjust at
-    10 000 simulations, the runner gave 0.532 and 0.535 after 8 000 steps, where
-    10 000 steps gave 0.528 and 0.531 in the study: the cut may cost those two
-    tasks 0.004 (``docs/benchmarks/2026-12-03-iflow-adjustment/``,
-    ``docs/benchmarks/2026-12-03-issue23b/``).
+    after 10 000; ``docs/benchmarks/2026-12-02-iflow-schedule/``). At 10 000
+    simulations (observations 1-10, MLP C2ST, one training seed) two_moons gave
+    0.532, 0.528 and 0.527 after 8 000, 9 000 and 10 000 steps, gaussian_mixture
+    0.535, 0.529 and 0.531; gaussian_linear trained 2.5x, 2.8x and 3.1x as long as
+    sbi's NPE. 9 000 is the most that keeps that cell under three times NPE's time
+    (``docs/benchmarks/2026-12-03-issue23c/``).
 
     Example:
         >>> default_num_steps(1_000), default_num_steps(10_000)
-        (3000, 8000)
+        (3000, 9000)
     """
-    growth = (max(num_simulations, 1_000) / 1_000) ** math.log10(8 / 3)
+    growth = (max(num_simulations, 1_000) / 1_000) ** math.log10(3)
     return min(int(round(DEFAULT_NUM_STEPS * growth, -2)), MAX_DEFAULT_NUM_STEPS)
 
 

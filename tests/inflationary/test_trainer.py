@@ -151,8 +151,9 @@ def test_bad_schedules_are_refused():
 
 def test_the_default_budget_grows_with_the_simulations():
     assert default_num_steps(100) == default_num_steps(1_000) == 3_000
-    assert default_num_steps(10_000) == 8_000
-    assert 3_000 < default_num_steps(3_000) < 8_000
+    assert default_num_steps(10_000) == 9_000
+    assert default_num_steps(100_000) == 27_000
+    assert 3_000 < default_num_steps(3_000) < 9_000
     assert default_num_steps(10**7) == 30_000
 
 
