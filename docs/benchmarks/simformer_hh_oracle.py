@@ -22,7 +22,8 @@ every posterior sample twice (rejection ABC on the first simulation), next to:
 
 The threshold is the ``--quantile`` quantile of the unconstrained posterior's sampled
 energy, as in ``simformer_hh.py``, whose functions and trained model this reuses
-(``--model``, trained there). Run (one thread)::
+(``--model``; trained here, ``--num-steps`` Adam steps, if the file does not exist).
+Run (one thread)::
 
     python docs/benchmarks/simformer_hh_oracle.py --model results/hh_simformer.pt \
         --observations 3 --samples 2000 --guided 300
@@ -58,9 +59,10 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--guided", type=int, default=300)
     parser.add_argument("--recurrence", type=int, default=5)
     parser.add_argument("--log-energy", action="store_true")
-    args = parser.parse_args()
-    args.num_steps = None
-    return args
+    parser.add_argument(
+        "--num-steps", type=int, default=None, help="training steps if --model is new"
+    )
+    return parser.parse_args()
 
 
 def below(energies: torch.Tensor, threshold: float) -> torch.Tensor:

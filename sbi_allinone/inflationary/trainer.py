@@ -32,7 +32,11 @@ PATIENCE_STEPS = 20_000
 
 #: Optimizer steps of :meth:`InflationaryFlow.train` with the cosine decay, at 1 000
 #: simulations; see :func:`default_num_steps`.
-DEFAULT_NUM_STEPS = 3_000
+DEFAULT_NUM_STEPS = 2_400
+
+#: Optimizer steps between two validations, at least, in a step-budget run: the
+#: validation loss only picks the weights to return.
+VALIDATION_STEPS = 16
 MAX_DEFAULT_NUM_STEPS = 30_000
 
 
@@ -82,7 +86,7 @@ class InflationaryFlow(BuilderNPE):
         weights of the best validation loss are returned, as sbi does, which keeps
         tasks that overfit (slcp, gaussian_linear_uniform at 1 000 simulations) near
         their best epoch. The decay reached the C2ST of 8 000 constant-rate steps
-        in 3 000 on two moons (``docs/benchmarks/2026-12-02-iflow-cost/``). There is
+        in 2 400 on two moons (``docs/benchmarks/2026-12-02-iflow-cost/``). There is
         no early stopping by default (``stop_after_epochs`` is the whole budget):
         at the high early rate the validation loss can stall for a third of the run
         before the decay brings it down (gaussian_mixture, 1 000 simulations, width
@@ -142,11 +146,16 @@ class InflationaryFlow(BuilderNPE):
             epochs = math.ceil(num_steps / _steps_per_epoch(*shape))
             kwargs["max_num_epochs"] = epochs - 1  # sbi runs epochs 0..max
         self._cosine_epochs = None
+        self._validation_every = 1
         if cosine:
             self._cosine_epochs = (
                 kwargs["learning_rate"],
                 kwargs["max_num_epochs"] + 1,
             )
+            self._validation_every = math.ceil(
+                VALIDATION_STEPS / _steps_per_epoch(*shape)
+            )
+        self._val_loss = math.inf  # the first validation of a run is never skipped
         if "stop_after_epochs" not in kwargs:
             kwargs["stop_after_epochs"] = (
                 kwargs["max_num_epochs"] + 1
@@ -217,7 +226,16 @@ class InflationaryFlow(BuilderNPE):
 
     def _validate_epoch(self, val_loader, loss_args) -> float:  # noqa: ANN001
         """The mean validation loss over every validation row (sbi's loader drops
-        a last partial batch)."""
+        a last partial batch).
+
+        In a step-budget run the loss is computed once every ``VALIDATION_STEPS``
+        optimizer steps or more, and at the last epoch; in between, the last value
+        is returned, which sbi's loop never takes for an improvement. At 1 000
+        simulations (4 steps per epoch) validating every epoch was a tenth of the
+        training time.
+        """
+        if self._skips_validation():
+            return self._val_loss
         if self._split_rows is None:
             return super()._validate_epoch(val_loader, loss_args)
         rows, size = self._split_rows[1], val_loader.batch_size
@@ -229,6 +247,15 @@ class InflationaryFlow(BuilderNPE):
                 for i in range(0, len(rows[0]), size)
             ]
         return float(torch.cat(losses).mean())
+
+    def _skips_validation(self) -> bool:
+        every = getattr(self, "_validation_every", 1)
+        if every == 1 or not math.isfinite(self._val_loss):
+            return False
+        last_epoch = self._cosine_epochs is not None and (
+            self.epoch >= self._cosine_epochs[1] - 1
+        )
+        return not last_epoch and (self.epoch + 1) % every != 0
 
 
 def cosine_learning_rate(epoch: int, base: float, num_epochs: int) -> float:
@@ -243,33 +270,37 @@ def cosine_learning_rate(epoch: int, base: float, num_epochs: int) -> float:
 
 
 def default_num_steps(num_simulations: int) -> int:
-    """Optimizer steps of :meth:`InflationaryFlow.train`: ``DEFAULT_NUM_STEPS`` at
-    1 000 simulations (or fewer), three times as many for each tenfold more
-    simulations (9 000 at 10 000), to at most ``MAX_DEFAULT_NUM_STEPS``, in
-    hundreds.
+    """Optimizer steps of :meth:`InflationaryFlow.train`: ``DEFAULT_NUM_STEPS``
+    (2 400) at 1 000 simulations or fewer, 9 000 at 10 000, a power law in between
+    and beyond (to at most ``MAX_DEFAULT_NUM_STEPS``), in hundreds.
 
-    On two moons (observations 1-3) 3 000 steps were enough at 1 000 simulations
-    (0.570, against 0.564 after 10 000) but not at 10 000 (0.535, against 0.513
-    after 10 000; ``docs/benchmarks/2026-12-02-iflow-schedule/``). At 10 000
-    simulations (observations 1-10, MLP C2ST, one training seed) two_moons gave
-    0.532, 0.528 and 0.527 after 8 000, 9 000 and 10 000 steps, gaussian_mixture
-    0.535, 0.529 and 0.531; gaussian_linear trained 2.5x, 2.8x and 3.1x as long as
-    sbi's NPE. 9 000 is the most that keeps that cell under three times NPE's time
+    ``num_steps`` used to count an epoch's last partial batch, which sbi's loader
+    drops: the "3 000 steps" at 1 000 simulations of earlier records were 2 400,
+    which is what this default keeps. On two moons (observations
+    1-3) that was enough at 1 000 simulations (0.570, against 0.564 after four
+    times as many) but not at 10 000 (0.535, against 0.513 after 10 000;
+    ``docs/benchmarks/2026-12-02-iflow-schedule/``). At 10 000 simulations
+    (observations 1-10, MLP C2ST, one training seed) two_moons gave 0.532, 0.528
+    and 0.527 after 8 000, 9 000 and 10 000 steps, gaussian_mixture 0.535, 0.529
+    and 0.531; gaussian_linear trained 2.5x, 2.8x and 3.1x as long as sbi's NPE.
+    9 000 is the most that keeps that cell under three times NPE's time
     (``docs/benchmarks/2026-12-03-issue23c/``).
 
     Example:
         >>> default_num_steps(1_000), default_num_steps(10_000)
-        (3000, 9000)
+        (2400, 9000)
     """
-    growth = (max(num_simulations, 1_000) / 1_000) ** math.log10(3)
+    growth = (max(num_simulations, 1_000) / 1_000) ** math.log10(9_000 / 2_400)
     return min(int(round(DEFAULT_NUM_STEPS * growth, -2)), MAX_DEFAULT_NUM_STEPS)
 
 
 def _steps_per_epoch(
     num_simulations: int, training_batch_size: int, validation_fraction: float
 ) -> int:
-    num_train = num_simulations * (1 - validation_fraction)
-    return max(1, math.ceil(num_train / training_batch_size))
+    """Optimizer steps of one epoch: full batches of sbi's training split (its
+    loader drops the last partial batch; the batch is at most the split)."""
+    num_train = int((1 - validation_fraction) * num_simulations)
+    return max(1, num_train // max(1, min(training_batch_size, num_train)))
 
 
 def patience_epochs(

@@ -83,7 +83,7 @@ def test_multi_round_is_refused(trained):
 
 
 def test_patience_is_a_number_of_optimizer_steps():
-    # 1 000 simulations: 5 steps an epoch, 20 000 steps are capped at 1 000 epochs.
+    # 1 000 simulations: 4 steps an epoch, 20 000 steps are capped at 1 000 epochs.
     assert patience_epochs(1_000, 200, 0.1) == 1000
     # 10 000 simulations: 45 steps an epoch (5 000 steps stopped too early here).
     assert patience_epochs(10_000, 200, 0.1) == 445
@@ -121,6 +121,36 @@ def test_the_cosine_schedule_is_a_step_budget_with_decay_to_zero():
     assert lr == pytest.approx(cosine_learning_rate(3, 2e-3, 4))
 
 
+def test_num_steps_counts_the_optimizer_steps_taken():
+    # 180 training rows in batches of 50: 3 full batches an epoch (sbi's loader
+    # drops the partial fourth), so 30 steps take 10 epochs.
+    inference = _trainer()
+    inference.train(num_steps=30, training_batch_size=50)
+    assert inference.epoch == 10
+    steps = {int(state["step"]) for state in inference.optimizer.state.values()}
+    assert steps == {30}
+
+
+def test_a_step_budget_validates_every_sixteen_steps_and_at_the_end(monkeypatch):
+    validated = []
+    get_losses = InflationaryFlow._get_losses
+
+    def recording(self, batch, loss_args=None):  # noqa: ANN001
+        if not self._neural_net.training:
+            validated.append(getattr(self, "epoch", None))
+        return get_losses(self, batch=batch, loss_args=loss_args)
+
+    monkeypatch.setattr(InflationaryFlow, "_get_losses", recording)
+    inference = _trainer()  # 20 validation rows: one validation batch
+    # 3 steps an epoch: every 6th epoch (18 steps), the first and the last (10th).
+    inference.train(num_steps=30, training_batch_size=60)
+    assert validated[1:] == [0, 5, 9]  # validated[0]: the divergence check's
+    # A constant rate validates every epoch (its patience counts epochs).
+    validated.clear()
+    _trainer().train(lr_decay="constant", max_num_epochs=3, training_batch_size=60)
+    assert validated[1:] == [0, 1, 2, 3]
+
+
 def test_the_constant_schedule_keeps_its_rate_and_patience():
     inference = _trainer()
     inference.train(lr_decay="constant", max_num_epochs=5)
@@ -150,10 +180,9 @@ def test_bad_schedules_are_refused():
 
 
 def test_the_default_budget_grows_with_the_simulations():
-    assert default_num_steps(100) == default_num_steps(1_000) == 3_000
+    assert default_num_steps(100) == default_num_steps(1_000) == 2_400
     assert default_num_steps(10_000) == 9_000
-    assert default_num_steps(100_000) == 27_000
-    assert 3_000 < default_num_steps(3_000) < 9_000
+    assert 2_400 < default_num_steps(3_000) < 9_000
     assert default_num_steps(10**7) == 30_000
 
 
