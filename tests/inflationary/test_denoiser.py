@@ -12,7 +12,11 @@ from sbi_allinone.inflationary import (
     builder,
     inflationary_flow_nn,
 )
-from sbi_allinone.inflationary.denoiser import DenoiserResNet, PreconditionedDenoiser
+from sbi_allinone.inflationary.denoiser import (
+    DENOISER_DEFAULTS,
+    DenoiserResNet,
+    PreconditionedDenoiser,
+)
 
 EIGENVALUES = torch.tensor([3.0, 1.0, 0.2])
 
@@ -209,3 +213,15 @@ def test_training_noise_is_chosen_by_the_number_of_pairs_or_as_given(monkeypatch
     assert (
         inflationary_flow_nn(training_noise=given)(theta, x).net.training_noise is given
     )
+
+
+def test_the_denoiser_is_narrower_with_few_pairs_unless_a_width_is_given(monkeypatch):
+    theta, x = torch.randn(50, 2), torch.randn(50, 3)
+
+    def width(**kwargs) -> int:
+        return inflationary_flow_nn(**kwargs)(theta, x).net.net.input.out_features
+
+    assert width() == builder.FEW_PAIRS_HIDDEN_FEATURES == 32
+    assert width(hidden_features=48) == 48
+    monkeypatch.setattr(builder, "MANY_PAIRS", 50)
+    assert width() == DENOISER_DEFAULTS.hidden_features == 64
