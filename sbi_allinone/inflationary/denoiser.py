@@ -42,7 +42,8 @@ class DenoiserDefaults:
     gaussian_mixture, gaussian_linear, gaussian_linear_uniform and slcp at 1 000
     and 10 000 simulations, width 64 averaged C2ST 0.640 against 0.644, training
     1.4-2.4x and sampling about 3x faster
-    (``docs/benchmarks/2026-12-02-iflow-schedule/``).
+    (``docs/benchmarks/2026-12-02-iflow-schedule/``). :func:`inflationary_flow_nn`
+    makes it 32 with few training pairs (``builder.FEW_PAIRS_HIDDEN_FEATURES``).
     """
 
     hidden_features: int = 64
