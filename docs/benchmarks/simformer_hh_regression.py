@@ -35,7 +35,15 @@ def arguments() -> argparse.Namespace:
 
 
 def fit_regression(theta: torch.Tensor, energy: torch.Tensor, epochs: int):
-    """An MLP ``theta (n, 7) -> log energy (n,)``, on z-scored inputs."""
+    """An MLP ``theta (n, 7) -> energy (n,)`` (fitted to log energy, on z-scored
+    inputs); the returned function has no gradient (``fit_log_regression``'s has)."""
+    log_energy = fit_log_regression(theta, energy, epochs)
+    return lambda t: log_energy(t).exp().detach()
+
+
+def fit_log_regression(theta: torch.Tensor, energy: torch.Tensor, epochs: int):
+    """An MLP ``theta (n, 7) -> log energy (n,)``, on z-scored inputs, differentiable
+    in ``theta`` (its weights frozen after training)."""
     mean, std = theta.mean(0), theta.std(0)
     target = energy.clamp_min(1.0).log()
     net = nn.Sequential(
@@ -54,7 +62,8 @@ def fit_regression(theta: torch.Tensor, energy: torch.Tensor, epochs: int):
             loss.backward()
             optimizer.step()
         schedule.step()
-    return lambda t: net((t - mean) / std).squeeze(-1).exp().detach()
+    net.requires_grad_(False)
+    return lambda t: net((t - mean) / std).squeeze(-1)
 
 
 def main() -> None:
