@@ -283,8 +283,8 @@ def default_num_steps(num_simulations: int) -> int:
     (observations 1-10, MLP C2ST, one training seed) two_moons gave 0.532, 0.528
     and 0.527 after 8 000, 9 000 and 10 000 steps, gaussian_mixture 0.535, 0.529
     and 0.531; gaussian_linear trained 2.5x, 2.8x and 3.1x as long as sbi's NPE.
-    9 000 is the most that keeps that cell under three times NPE's time
-    (``docs/benchmarks/2026-12-03-issue23c/``).
+    9 000 is the most that keeps that cell under three times NPE's time (the
+    record at these defaults: ``docs/benchmarks/2026-12-03-issue23c/``).
 
     Example:
         >>> default_num_steps(1_000), default_num_steps(10_000)
