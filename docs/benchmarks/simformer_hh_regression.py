@@ -34,13 +34,6 @@ def arguments() -> argparse.Namespace:
     return args
 
 
-def fit_regression(theta: torch.Tensor, energy: torch.Tensor, epochs: int):
-    """An MLP ``theta (n, 7) -> energy (n,)`` (fitted to log energy, on z-scored
-    inputs); the returned function has no gradient (``fit_log_regression``'s has)."""
-    log_energy = fit_log_regression(theta, energy, epochs)
-    return lambda t: log_energy(t).exp().detach()
-
-
 def fit_log_regression(theta: torch.Tensor, energy: torch.Tensor, epochs: int):
     """An MLP ``theta (n, 7) -> log energy (n,)``, on z-scored inputs, differentiable
     in ``theta`` (its weights frozen after training)."""
@@ -66,18 +59,26 @@ def fit_log_regression(theta: torch.Tensor, energy: torch.Tensor, epochs: int):
     return lambda t: net((t - mean) / std).squeeze(-1)
 
 
-def main() -> None:
-    args = arguments()
+def simformer_and_regression(args: argparse.Namespace):
+    """The Simformer (``hh.train``), the prior-predictive sd of x, and
+    :func:`fit_log_regression` on the same simulations (seeded by ``args.seed``)."""
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
-    simformer, _, _ = hh.train(args)
+    simformer, sd, _ = hh.train(args)
     theta, x = hh.simulate_task(
         args.simulations, generator=torch.Generator().manual_seed(args.seed)
     )
     valid = x.isfinite().all(dim=1)
     start = time.perf_counter()
-    predict = fit_regression(theta[valid], x[valid, -1], args.epochs)
+    log_energy = fit_log_regression(theta[valid], x[valid, -1], args.epochs)
     print(f"regression trained in {time.perf_counter() - start:.0f} s")
+    return simformer, sd, log_energy
+
+
+def main() -> None:
+    args = arguments()
+    simformer, _, log_energy = simformer_and_regression(args)
+    predict = lambda t: log_energy(t).exp()  # noqa: E731
     print(
         "| obs (thr) | corr(predicted E, simulated E) | simulated ≤ thr given "
         "predicted ≤ thr | simulated ≤ thr (all) |"

@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import simformer_hh as hh  # noqa: E402
 from simformer_hh_oracle import base_parser, below, rate  # noqa: E402
-from simformer_hh_regression import fit_log_regression  # noqa: E402
+from simformer_hh_regression import simformer_and_regression  # noqa: E402
 
 from sbi_allinone.simformer import FunctionConstraint  # noqa: E402
 
@@ -98,16 +98,7 @@ def study(simformer, log_energy, sd, theta_o, args, index: int) -> dict:
 
 def main() -> None:
     args = arguments()
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(1)
-    simformer, sd, _ = hh.train(args)
-    theta, x = hh.simulate_task(
-        args.simulations, generator=torch.Generator().manual_seed(args.seed)
-    )
-    valid = x.isfinite().all(dim=1)
-    start = time.perf_counter()
-    log_energy = fit_log_regression(theta[valid], x[valid, -1], args.epochs)
-    print(f"regression trained in {time.perf_counter() - start:.0f} s")
+    simformer, sd, log_energy = simformer_and_regression(args)
     print(
         "| obs (thr) | unconstrained: simulated ≤ thr | rejection on the regression "
         "| guided by the regression: predicted ≤ thr | guided: simulated ≤ thr "
