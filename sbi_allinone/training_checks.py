@@ -139,8 +139,8 @@ class DivergenceGuard:
     """Mixin for an sbi trainer: stop a diverging training run.
 
     After every epoch of sbi's training loop (its ``_summarize_epoch`` hook) the
-    run counts as diverged if the training or validation loss is not finite, the
-    validation loss exceeds :data:`EXPLOSION_FACTOR` times ``max(1, |L0|)``
+    run counts as diverged if the training or validation loss is not finite or
+    exceeds :data:`EXPLOSION_FACTOR` times ``max(1, |L0|)``
     (``L0``: the validation loss before the run), or a weight of the network is
     not finite; sbi's own error for a non-finite loss counts too. Training then
     raises a ``RuntimeError`` naming the trainer, the epoch and a smaller
@@ -200,11 +200,15 @@ class DivergenceGuard:
         if not math.isfinite(val_loss):
             return f"the validation loss is {val_loss}"
         scale = self._loss_scale
-        if scale is not None and val_loss > EXPLOSION_FACTOR * scale:
-            return (
-                f"the validation loss exploded to {val_loss:.4g} (more than "
-                f"{EXPLOSION_FACTOR:g} x {scale:.4g}, its size before training)"
-            )
+        # The training loss too: a trainer may skip validation in some epochs
+        # (the inflationary flow's step budget), whose validation loss is then stale.
+        for name, loss in (("validation", val_loss), ("training", train_loss)):
+            if scale is not None and loss > EXPLOSION_FACTOR * scale:
+                return (
+                    f"the {name} loss exploded to {loss:.4g} (more than "
+                    f"{EXPLOSION_FACTOR:g} x {scale:.4g}, the validation loss "
+                    "before training)"
+                )
         # One sum, one check: any inf or nan weight makes it non-finite (a sum per
         # tensor cost 3 % of an inflationary flow's training at 1 000 simulations).
         weights = [p.detach().reshape(-1) for p in self._neural_net.parameters()]
