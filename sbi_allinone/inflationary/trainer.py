@@ -34,8 +34,9 @@ PATIENCE_STEPS = 20_000
 #: simulations; see :func:`default_num_steps`.
 DEFAULT_NUM_STEPS = 2_400
 
-#: Optimizer steps between two validations, at least, in a step-budget run: the
-#: validation loss only picks the weights to return.
+#: Optimizer steps between two validations, at least, in a step-budget run without
+#: early stopping (no ``stop_after_epochs``): the validation loss only picks the
+#: weights to return.
 VALIDATION_STEPS = 16
 MAX_DEFAULT_NUM_STEPS = 30_000
 
@@ -152,6 +153,9 @@ class InflationaryFlow(BuilderNPE):
                 kwargs["learning_rate"],
                 kwargs["max_num_epochs"] + 1,
             )
+        if cosine and "stop_after_epochs" not in kwargs:
+            # Without early stopping validation only picks the best weights, so it
+            # can be thinned; a patience counts epochs, so each is validated.
             self._validation_every = math.ceil(
                 VALIDATION_STEPS / _steps_per_epoch(*shape)
             )
@@ -228,7 +232,8 @@ class InflationaryFlow(BuilderNPE):
         """The mean validation loss over every validation row (sbi's loader drops
         a last partial batch).
 
-        In a step-budget run the loss is computed once every ``VALIDATION_STEPS``
+        In a step-budget run without ``stop_after_epochs`` (no early stopping) the
+        loss is computed once every ``VALIDATION_STEPS``
         optimizer steps or more, and at the last epoch; in between, the last value
         is returned, which sbi's loop never takes for an improvement. At 1 000
         simulations (4 steps per epoch) validating every epoch was a tenth of the

@@ -149,6 +149,11 @@ def test_a_step_budget_validates_every_sixteen_steps_and_at_the_end(monkeypatch)
     validated.clear()
     _trainer().train(lr_decay="constant", max_num_epochs=3, training_batch_size=60)
     assert validated[1:] == [0, 1, 2, 3]
+    # So does a step budget with early stopping: a skipped validation would count
+    # as an epoch without improvement and stop the run after `stop_after_epochs`.
+    validated.clear()
+    _trainer().train(num_steps=30, training_batch_size=60, stop_after_epochs=100)
+    assert validated[1:] == list(range(10))
 
 
 def test_the_constant_schedule_keeps_its_rate_and_patience():
