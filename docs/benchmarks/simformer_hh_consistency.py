@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="saved by simformer_hh.py")
     parser.add_argument("--guided", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--recurrence", type=int, default=5)
     args = parser.parse_args()
     args.observations = 3
     torch.manual_seed(args.seed)
@@ -49,9 +50,9 @@ def main() -> None:
         free = simformer.build_conditional(hh.features_mask())
         samples = free.sample((1000,), x=features, show_progress_bars=False)
         threshold = float(samples[:, -1].quantile(0.25))
-        guided = hh.conditionals(simformer, threshold, 5)["interval"].sample(
-            (args.guided,), x=features, show_progress_bars=False
-        )
+        guided = hh.conditionals(simformer, threshold, args.recurrence)[
+            "interval"
+        ].sample((args.guided,), x=features, show_progress_bars=False)
         theta = guided[:, : hh.P]
         model_energy = likelihood_energy(simformer, theta, features)
         simulated = hh.simulate(theta, seed=args.seed + 8)[2][:, -1]
