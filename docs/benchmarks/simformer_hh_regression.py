@@ -78,7 +78,6 @@ def simformer_and_regression(args: argparse.Namespace):
 def main() -> None:
     args = arguments()
     simformer, _, log_energy = simformer_and_regression(args)
-    predict = lambda t: log_energy(t).exp()  # noqa: E731
     print(
         "| obs (thr) | corr(predicted E, simulated E) | simulated ≤ thr given "
         "predicted ≤ thr | simulated ≤ thr (all) |"
@@ -91,7 +90,7 @@ def main() -> None:
         samples = free.sample((args.samples,), x=features, show_progress_bars=False)
         threshold = float(samples[:, -1].quantile(args.quantile))
         simulated = hh.simulate(samples[:, : hh.P], seed=args.seed + 7)[2][:, -1]
-        predicted = predict(samples[:, : hh.P])
+        predicted = log_energy(samples[:, : hh.P]).exp()
         everyone = torch.ones(len(samples), dtype=torch.bool)
         skill = correlation(predicted, simulated)
         print(

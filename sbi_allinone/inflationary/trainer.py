@@ -257,9 +257,8 @@ class InflationaryFlow(BuilderNPE):
         every = getattr(self, "_validation_every", 1)
         if every == 1 or not math.isfinite(self._val_loss):
             return False
-        last_epoch = self._cosine_epochs is not None and (
-            self.epoch >= self._cosine_epochs[1] - 1
-        )
+        # Thinned only under the cosine budget, whose epochs are known.
+        last_epoch = self.epoch >= self._cosine_epochs[1] - 1
         return not last_epoch and (self.epoch + 1) % every != 0
 
 
