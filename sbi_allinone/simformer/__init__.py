@@ -4,8 +4,8 @@
 ``build_likelihood`` and ``build_conditional`` return
 :class:`~.posterior.SimformerPosterior` objects. Dependency graphs for attention
 masks are built with :func:`~.masks.adjacency_from_parents`; interval observations
-and constraints are :class:`~.guidance.Interval`,
-:class:`~.guidance.LinearConstraint` and :class:`~.guidance.FunctionConstraint`
+and constraints are :class:`~.constraints.Interval`,
+:class:`~.constraints.LinearConstraint` and :class:`~.constraints.FunctionConstraint`
 (nonlinear). :func:`~.vector_field.vector_field_posterior` puts a trained
 Simformer conditional into sbi's ``VectorFieldPosterior`` (iid
 observations, sbi's guidance methods). Data that are not one fixed-size vector
@@ -14,7 +14,7 @@ observations, sbi's guidance methods). Data that are not one fixed-size vector
 :class:`~.series.SeriesPosterior`.
 """
 
-from sbi_allinone.simformer.guidance import (
+from sbi_allinone.simformer.constraints import (
     FunctionConstraint,
     Interval,
     LinearConstraint,

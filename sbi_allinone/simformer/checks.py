@@ -11,16 +11,17 @@ import torch
 from sbi.utils.torchutils import process_device
 from torch import Tensor
 
-from sbi_allinone.simformer.estimator import SimformerEstimator
-from sbi_allinone.simformer.guidance import (
+from sbi_allinone.simformer.constraints import (
     Constraint,
     FunctionConstraint,
     Interval,
     LinearConstraint,
 )
+from sbi_allinone.simformer.estimator import SimformerEstimator
 from sbi_allinone.simformer.shapes import as_matrix, check_count
 
 __all__ = [
+    "CONSTRAIN_BY",
     "check_condition_mask",
     "check_constrain_by",
     "check_guidance",
@@ -31,6 +32,9 @@ __all__ = [
 ]
 
 CONSTRAINTS = (Interval, LinearConstraint, FunctionConstraint)
+#: Ways to impose constraints: the paper's guidance (gradient at the Tweedie
+#: estimate), guidance with the gradient taken through the denoiser, rejection.
+CONSTRAIN_BY = ("guidance", "guidance_through_network", "rejection")
 #: Distance (in standard deviations of the simulations) beyond which a condition
 #: is an extrapolation and sampling warns.
 FAR = 20.0
@@ -111,10 +115,10 @@ def check_guidance(guidance: Any) -> list[Constraint] | None:
 
 
 def check_constrain_by(constrain_by: Any) -> str:
-    """``constrain_by``, checked: ``"guidance"`` or ``"rejection"``."""
-    if constrain_by not in ("guidance", "rejection"):
+    """``constrain_by``, checked: one of :data:`CONSTRAIN_BY`."""
+    if constrain_by not in CONSTRAIN_BY:
         raise ValueError(
-            f"`constrain_by` must be 'guidance' or 'rejection', got {constrain_by!r}."
+            f"`constrain_by` must be one of {CONSTRAIN_BY}, got {constrain_by!r}."
         )
     return constrain_by
 
