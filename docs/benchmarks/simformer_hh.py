@@ -144,19 +144,21 @@ def features_mask() -> Tensor:
     return mask
 
 
-def conditionals(simformer: Simformer, threshold: float, recurrence: int) -> dict:
+def conditionals(
+    simformer: Simformer,
+    threshold: float,
+    recurrence: int,
+    constrain_by: str = "guidance",
+) -> dict:
     """The three conditionals of the study, by label."""
     mask = features_mask()
     interval = [Interval(node=ENERGY, high=threshold)]
     function = [FunctionConstraint(lambda v: v[:, ENERGY] - threshold)]
+    guided = {"recurrence": recurrence, "constrain_by": constrain_by}
     return {
         "unconstrained": simformer.build_conditional(mask),
-        "interval": simformer.build_conditional(
-            mask, guidance=interval, recurrence=recurrence
-        ),
-        "function": simformer.build_conditional(
-            mask, guidance=function, recurrence=recurrence
-        ),
+        "interval": simformer.build_conditional(mask, guidance=interval, **guided),
+        "function": simformer.build_conditional(mask, guidance=function, **guided),
     }
 
 

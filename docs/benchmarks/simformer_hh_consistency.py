@@ -7,16 +7,19 @@ guided θ would put the energy below the threshold too. For observations 2 and 3
 ``simformer_hh_oracle.py``; threshold the 25 % quantile of 1 000 unconstrained samples'
 energy) this prints, for ``--guided`` guided samples: the share of sampled energies
 below the threshold, the share of one draw from ``p(E | θ, features)`` per sample below
-it, the share of re-simulated energies below it, and the mean θ of the unconstrained
-and guided samples. Run (one thread)::
+it, the share of re-simulated energies below it, the guided sampling's seconds, and the
+mean θ of the unconstrained and guided samples. Run (one thread)::
 
     python docs/benchmarks/simformer_hh_consistency.py --model results/hh_simformer.pt
+    python docs/benchmarks/simformer_hh_consistency.py --model results/hh_simformer.pt \
+        --constrain-by guidance_through_network
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -37,6 +40,11 @@ def main() -> None:
     parser.add_argument("--guided", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--recurrence", type=int, default=5)
+    parser.add_argument(
+        "--constrain-by",
+        default="guidance",
+        choices=["guidance", "guidance_through_network"],
+    )
     args = parser.parse_args()
     args.observations = 3
     torch.manual_seed(args.seed)
@@ -50,9 +58,14 @@ def main() -> None:
         free = simformer.build_conditional(hh.features_mask())
         samples = free.sample((1000,), x=features, show_progress_bars=False)
         threshold = float(samples[:, -1].quantile(0.25))
-        guided = hh.conditionals(simformer, threshold, args.recurrence)[
-            "interval"
-        ].sample((args.guided,), x=features, show_progress_bars=False)
+        conditional = hh.conditionals(
+            simformer, threshold, args.recurrence, args.constrain_by
+        )["interval"]
+        start = time.perf_counter()
+        guided = conditional.sample(
+            (args.guided,), x=features, show_progress_bars=False
+        )
+        seconds = time.perf_counter() - start
         theta = guided[:, : hh.P]
         model_energy = likelihood_energy(simformer, theta, features)
         simulated = hh.simulate(theta, seed=args.seed + 8)[2][:, -1]
@@ -61,7 +74,8 @@ def main() -> None:
             f"obs {index + 1}: guided sampled E <= thr "
             f"{share(guided[:, -1], threshold):.2f}, "
             f"p(E | theta, features) <= thr {share(model_energy, threshold):.2f}, "
-            f"simulated <= thr {share(simulated, threshold):.2f}"
+            f"simulated <= thr {share(simulated, threshold):.2f}, "
+            f"guided sampling {seconds:.0f} s"
         )
         unconstrained = samples[:, : hh.P].mean(0).numpy().round(2)
         print(f"  mean theta, unconstrained: {unconstrained}")

@@ -58,6 +58,11 @@ def arguments() -> argparse.Namespace:
     parser = base_parser()
     parser.add_argument("--guided", type=int, default=300)
     parser.add_argument("--recurrence", type=int, default=5)
+    parser.add_argument(
+        "--constrain-by",
+        default="guidance",
+        choices=["guidance", "guidance_through_network"],
+    )
     parser.add_argument("--log-energy", action="store_true")
     parser.add_argument(
         "--num-steps", type=int, default=None, help="training steps if --model is new"
@@ -101,7 +106,9 @@ def study(simformer, theta_o: torch.Tensor, args, index: int) -> dict:
     first = hh.simulate(samples[:, : hh.P], seed=args.seed + 7)[2][:, -1]
     second = hh.simulate(samples[:, : hh.P], seed=args.seed + 8)[2][:, -1]
     energy_given_theta = likelihood_energy(simformer, samples[:, : hh.P], features)
-    guided = hh.conditionals(simformer, threshold, args.recurrence)["interval"]
+    guided = hh.conditionals(simformer, threshold, args.recurrence, args.constrain_by)[
+        "interval"
+    ]
     start = time.perf_counter()
     guided_samples = guided.sample((args.guided,), x=features, show_progress_bars=False)
     seconds = time.perf_counter() - start

@@ -14,7 +14,9 @@ Guidance adds ``correction(x, denoised, sigma, step_variance)`` to the score
 ODE field; ``step_variance`` :math:`= \hat\sigma(\hat\sigma - \sigma_{i+1})` is the
 factor by which one step moves a sample per unit of correction. ``recurrence``
 repeats every step, re-noising back from :math:`\sigma_{i+1}` to :math:`\sigma_i`
-in between (self-recurrence).
+in between (self-recurrence). With ``differentiate``, the denoiser runs under
+autograd with ``x`` requiring gradients, so that the correction can differentiate
+its output with respect to ``x`` (guidance through the network).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def sample_stochastic(
     correction: Correction | None = None,
     recurrence: int = 1,
     churn: float = MAX_CHURN,
+    differentiate: bool = False,
 ) -> Tensor:
     """Run EDM's stochastic sampler through the noise levels ``sigmas`` and to 0.
 
@@ -65,6 +68,8 @@ def sample_stochastic(
         recurrence: Times each step is done (at least 1).
         churn: :math:`\\gamma`, the relative rise of the noise level before each
             step, in ``[0, sqrt(2) - 1]`` (0: the deterministic Heun sampler).
+        differentiate: Pass ``correction`` an ``x`` that requires gradients and
+            the denoiser's output with its autograd graph.
 
     Returns:
         ``(batch, dim)`` samples.
@@ -79,10 +84,13 @@ def sample_stochastic(
 
     def field(x: Tensor, sigma: Tensor, step_variance: Tensor) -> Tensor:
         column = sigma.expand(x.shape[0], 1)
-        denoised = denoise(x, column)
-        slope = (x - denoised) / sigma
-        if correction is not None:
-            slope = slope - sigma * correction(x, denoised, column, step_variance)
+        if correction is None:
+            return torch.where(latent, (x - denoise(x, column)) / sigma, 0.0)
+        with torch.set_grad_enabled(differentiate):
+            x_in = x.detach().requires_grad_(differentiate)
+            denoised = denoise(x_in, column)
+            push = correction(x_in, denoised, column, step_variance)
+        slope = (x - denoised.detach()) / sigma - sigma * push
         return torch.where(latent, slope, 0.0)
 
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:], strict=True):

@@ -47,6 +47,7 @@ from sbi_allinone.simformer.tokens import Tokens
 __all__ = [
     "FIRST_STEP_TO",
     "MULTISTEP_GRID",
+    "MULTISTEP_ORDER",
     "SOLVERS",
     "ode_log_prob",
     "sample_ode",
@@ -61,6 +62,9 @@ SOLVERS = ("multistep", "heun")
 #: the log grid were within 0.003 C2ST of 128 on EDM's grid on the four core tasks,
 #: 32 on EDM's grid within 0.004 (``docs/benchmarks/simformer_sampling_steps.md``).
 MULTISTEP_GRID = "log"
+
+#: Order of the multistep solver (2: DPM-Solver++ 2M; 3: quadratic in log noise).
+MULTISTEP_ORDER = 2
 
 #: Where a long first step of the log grid ends, in standardized data units
 #: (``None``: no long first step). With trained models a first step from 80 to 5
@@ -159,7 +163,8 @@ def sample_ode(
         def denoise(v: Tensor, sigma: Tensor) -> Tensor:
             return estimator.denoise(v, sigma, condition_mask, missing, tokens)
 
-        return multistep(denoise, v, _multistep_grid(estimator, steps, v), latent)
+        grid = _multistep_grid(estimator, steps, v)
+        return multistep(denoise, v, grid, latent, order=MULTISTEP_ORDER)
     grid = _grid(estimator, steps - 1, v)
     times = torch.cat([grid, grid.new_zeros(1)])
     return heun(_field(estimator, condition_mask, missing, tokens), v, times)
@@ -198,8 +203,10 @@ def sample_sde(
         return estimator.denoise(v, sigma, condition_mask, missing)
 
     correction = None if guidance is None else guidance.score_correction
+    through_network = guidance is not None and guidance.through_network
+    grid = _grid(estimator, steps - 1, v)
     return sample_stochastic(
-        denoise, v, _grid(estimator, steps - 1, v), latent, correction, recurrence
+        denoise, v, grid, latent, correction, recurrence, differentiate=through_network
     )
 
 

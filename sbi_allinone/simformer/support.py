@@ -53,8 +53,8 @@ Accept = Callable[[Tensor], Tensor]
 
 _REMEDY = {
     "prior": "Pass `reject_outside_prior=False` to get the samples as drawn",
-    "constraints": "Sample with `constrain_by='guidance'` (built for constraints the "
-    "conditional rarely meets)",
+    "constraints": "Sample with guidance (the default `constrain_by`, built for "
+    "constraints the conditional rarely meets)",
 }
 
 

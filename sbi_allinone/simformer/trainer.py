@@ -311,7 +311,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         guidance: Sequence[Constraint] | None = None,
         recurrence: int = 1,
         ode_solver: str | None = None,
-        constrain_by: str = "guidance",
+        constrain_by: str = "guidance_through_network",
     ) -> SimformerPosterior:
         """Any conditional of the joint: ``p(latent | conditioned)``.
 
@@ -329,7 +329,9 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
             recurrence: Self-recurrence of the guided sampler (paper: 5).
             ode_solver: ``"multistep"`` or ``"heun"`` (default
                 :data:`~sbi_allinone.simformer.posterior.DEFAULT_ODE_SOLVER`).
-            constrain_by: ``"guidance"`` or ``"rejection"`` (see the posterior's).
+            constrain_by: ``"guidance_through_network"`` (default),
+                ``"guidance"`` (the paper's) or ``"rejection"`` (see the
+                posterior's).
 
         Returns:
             An sbi posterior whose ``theta`` is the latent variables and whose

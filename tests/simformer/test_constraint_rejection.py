@@ -53,7 +53,7 @@ def test_a_constraint_the_conditional_never_meets_stops_and_names_guidance():
         guidance=[Interval(node=0, low=4.5, high=5.0)],
         constrain_by="rejection",
     )
-    with pytest.raises(RuntimeError, match="constrain_by='guidance'"):
+    with pytest.raises(RuntimeError, match="guidance \\(the default `constrain_by`"):
         posterior.sample((10,), x=torch.tensor([[1.2]], dtype=torch.float64))
 
 
