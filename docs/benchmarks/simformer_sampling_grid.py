@@ -3,9 +3,10 @@
 For each task, one Simformer at its defaults is trained on the runner's simulations
 of the cell (budget, seed 1) and sampled with several samplers: the multistep solver
 on EDM's grid (``edm``), on :func:`sbi_allinone.diffusion.ode.log_grid` with its
-long first step to 5 (``log``) or without it (``loguniform``), at several network
-calls (``--samplers``). Every sampler's samples are scored by the runner's MLP
-C2ST against the task's reference posterior; the reference sampler is ``edm:128``.
+long first step to 5 (``log``) or without it (``loguniform``; ``loguniform3``: the
+third-order solver), at several network calls (``--samplers``). Every sampler's
+samples are scored by the runner's MLP C2ST against the task's reference posterior;
+the reference sampler is ``edm:128``.
 Rows are appended to ``OUT`` as they finish, and a rerun skips finished rows.
 
 Usage::
@@ -31,7 +32,7 @@ from sbi_allinone.benchmarks.tasks import get_task
 from sbi_allinone.simformer import sampling
 
 SAMPLERS = "edm:128,edm:32,log:32,log:24,log:20,log:16"
-FIRST_STEP = {"edm": None, "log": 5.0, "loguniform": None}
+FIRST_STEP = {"edm": None, "log": 5.0, "loguniform": None, "loguniform3": None}
 COLUMNS = ("task", "budget", "observation", "sampler", "calls", "c2st", "seconds")
 
 
@@ -64,6 +65,7 @@ def run_task(
         grid, calls = sampler.split(":")
         sampling.MULTISTEP_GRID = "edm" if grid == "edm" else "log"
         sampling.FIRST_STEP_TO = FIRST_STEP[grid]
+        sampling.MULTISTEP_ORDER = 3 if grid.endswith("3") else 2
         posterior.steps = int(calls)
         torch.manual_seed(observation)
         started = time.perf_counter()

@@ -1,0 +1,105 @@
+"""C2ST of the Simformer's posterior against training recipe, on one runner cell.
+
+Trains ``Simformer(prior)`` on the runner's simulations of ``(task, budget, seed 1)``
+with the given network and training options, then scores 10 000 posterior samples
+of observations ``--observations`` with the runner's C2ST (MLP and random forest).
+Prints training seconds, milliseconds per step and the mean C2STs, one line per
+recipe, so that recipes can be compared at equal training time.
+
+    python docs/benchmarks/simformer_recipe.py two_moons 10000 --steps 5000 \
+        --train learning_rate=3e-3 --net num_layers=4
+
+``--net KEY=VALUE`` goes to ``SimformerNet`` (``net_kwargs``), ``--train
+KEY=VALUE`` to ``train`` and ``--option KEY=VALUE`` to ``Simformer`` (values read as
+Python literals, else as strings).
+"""
+
+import argparse
+import ast
+import contextlib
+import io
+import time
+
+import torch
+
+from sbi_allinone import Simformer
+from sbi_allinone.benchmarks.cells import Cell, cell_simulations
+from sbi_allinone.benchmarks.graphs import task_graph
+from sbi_allinone.benchmarks.runner import _c2st
+from sbi_allinone.benchmarks.tasks import get_task
+from sbi_allinone.tracking import NullTracker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task")
+    parser.add_argument("budget", type=int)
+    parser.add_argument("--steps", type=int, default=None, help="train(num_steps=)")
+    parser.add_argument("--observations", default="1-3")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--net", action="append", default=[], help="KEY=VALUE")
+    parser.add_argument("--train", action="append", default=[], help="KEY=VALUE")
+    parser.add_argument("--option", action="append", default=[], help="KEY=VALUE")
+    args = parser.parse_args()
+    net = dict(_option(text) for text in args.net)
+    train = dict(_option(text) for text in args.train)
+    options = dict(_option(text) for text in args.option)
+    if options.get("attention", "dense") != "dense":
+        options["graph"] = task_graph(args.task)
+    first, _, last = args.observations.partition("-")
+    observations = range(int(first), int(last or first) + 1)
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    task = get_task(args.task)
+    theta, x = cell_simulations(Cell(args.task, "simformer", args.budget, 1), task)
+    inference = Simformer(
+        task.prior,
+        net_kwargs=net,
+        tracker=NullTracker(),
+        show_progress_bars=False,
+        **options,
+    )
+    start = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):
+        inference.append_simulations(theta, x).train(num_steps=args.steps, **train)
+    seconds = time.perf_counter() - start
+    steps = inference._num_steps
+    posterior = inference.build_posterior()
+    scores = _scores(task, posterior, observations)
+    print(
+        f"{args.task} {args.budget} steps {steps} net {net or '-'} train "
+        f"{train or '-'} options {_shown(options)}: train {seconds:.0f} s "
+        f"({1000 * seconds / steps:.0f} ms/step), MLP {scores['mlp']:.3f}, "
+        f"RF {scores['rf']:.3f}",
+        flush=True,
+    )
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def _shown(options: dict) -> str:
+    return str({k: v for k, v in options.items() if k != "graph"} or "-")
+
+
+def _scores(task, posterior, observations) -> dict[str, float]:  # noqa: ANN001
+    pairs = []
+    with contextlib.redirect_stderr(io.StringIO()):
+        for observation in observations:
+            reference = task.get_reference_posterior_samples(observation)[:10_000]
+            x_o = task.get_observation(observation)
+            samples = posterior.sample((10_000,), x=x_o, show_progress_bars=False)
+            pairs.append((reference, samples))
+    return {
+        classifier: sum(s for s, _ in _c2st(pairs, classifier, "cpu")) / len(pairs)
+        for classifier in ("mlp", "rf")
+    }
+
+
+if __name__ == "__main__":
+    main()
