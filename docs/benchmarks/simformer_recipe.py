@@ -15,10 +15,11 @@ Python literals, else as strings).
 """
 
 import argparse
-import ast
 import contextlib
 import io
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -28,6 +29,9 @@ from sbi_allinone.benchmarks.graphs import task_graph
 from sbi_allinone.benchmarks.runner import _c2st
 from sbi_allinone.benchmarks.tasks import get_task
 from sbi_allinone.tracking import NullTracker
+
+sys.path.insert(0, str(Path(__file__).parent))
+from iflow_seed_spread import _option  # noqa: E402
 
 
 def main() -> None:
@@ -73,14 +77,6 @@ def main() -> None:
         f"RF {scores['rf']:.3f}",
         flush=True,
     )
-
-
-def _option(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
 
 
 def _shown(options: dict) -> str:
