@@ -101,9 +101,12 @@ def test_multistep_grid_is_uniform_in_log_noise_and_edm_is_selectable(monkeypatc
     seen = []
     original = sampling.multistep
 
-    def recording(denoise, v, sigmas, latent):
+    orders = []
+
+    def recording(denoise, v, sigmas, latent, order):
         seen.append(sigmas)
-        return original(denoise, v, sigmas, latent)
+        orders.append(order)
+        return original(denoise, v, sigmas, latent, order=order)
 
     monkeypatch.setattr(sampling, "multistep", recording)
     # With an exact denoiser 24 calls on the log grid are as exact as 32 on EDM's
@@ -120,6 +123,7 @@ def test_multistep_grid_is_uniform_in_log_noise_and_edm_is_selectable(monkeypatc
     assert torch.allclose(log_steps, log_steps[0].expand_as(log_steps))
     assert seen[1][1] > seen[0][1]  # EDM's rho-grid starts with shorter steps
     assert [len(s) for s in seen] == [24, 32]
+    assert orders == [2, 2]  # sampling.MULTISTEP_ORDER, the second order
     assert all(s[0] == pytest.approx(noise.sigma_max) for s in seen)
     assert all(s[-1] == pytest.approx(noise.sigma_min) for s in seen)
     monkeypatch.setattr(sampling, "MULTISTEP_GRID", "cosine")
