@@ -323,8 +323,8 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
             steps: Sampler steps (default
                 :data:`~sbi_allinone.simformer.posterior.DEFAULT_STEPS`).
             prior: Prior for support rejection (default: the trainer's).
-            guidance: Interval observations / linear constraints on latent
-                variables, e.g. ``[Interval(node=3, low=0.0, high=1.0)]`` (see
+            guidance: Constraints (:mod:`~sbi_allinone.simformer.constraints`),
+                e.g. ``[Interval(node=3, low=0.0, high=1.0)]`` (see
                 :mod:`~sbi_allinone.simformer.guidance`); sampled by the SDE.
             recurrence: Self-recurrence of the guided sampler (paper: 5).
             ode_solver: ``"multistep"`` or ``"heun"`` (default
