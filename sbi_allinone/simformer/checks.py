@@ -18,6 +18,7 @@ from sbi_allinone.simformer.constraints import (
     LinearConstraint,
 )
 from sbi_allinone.simformer.estimator import SimformerEstimator
+from sbi_allinone.simformer.sampling import SOLVERS
 from sbi_allinone.simformer.shapes import as_matrix, check_count
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "check_condition_mask",
     "check_constrain_by",
     "check_guidance",
+    "check_sampler",
     "check_steps",
     "checked_condition",
     "estimator_device",
@@ -121,6 +123,20 @@ def check_constrain_by(constrain_by: Any) -> str:
             f"`constrain_by` must be one of {CONSTRAIN_BY}, got {constrain_by!r}."
         )
     return constrain_by
+
+
+def check_sampler(sample_with: Any, ode_solver: Any, guided: bool) -> str:
+    """``sample_with`` (default: ``"sde"`` with guidance, else ``"ode"``), after
+    checking it and ``ode_solver`` (one of ``SOLVERS``)."""
+    if sample_with is None:
+        sample_with = "sde" if guided else "ode"
+    if sample_with not in ("sde", "ode"):
+        raise ValueError(f"`sample_with` must be 'sde' or 'ode', got {sample_with!r}.")
+    if guided and sample_with != "sde":
+        raise ValueError("`guidance` needs `sample_with='sde'`.")
+    if ode_solver not in SOLVERS:
+        raise ValueError(f"`ode_solver` must be one of {SOLVERS}, got {ode_solver!r}.")
+    return sample_with
 
 
 def check_steps(steps: Any) -> int | None:

@@ -309,7 +309,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
         steps: int | None = None,
         prior: Distribution | None = None,
         guidance: Sequence[Constraint] | None = None,
-        recurrence: int = 1,
+        recurrence: int | None = None,
         ode_solver: str | None = None,
         constrain_by: str = "guidance_through_network",
     ) -> SimformerPosterior:
@@ -326,7 +326,7 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
             guidance: Constraints (:mod:`~sbi_allinone.simformer.constraints`),
                 e.g. ``[Interval(node=3, low=0.0, high=1.0)]`` (see
                 :mod:`~sbi_allinone.simformer.guidance`); sampled by the SDE.
-            recurrence: Self-recurrence of the guided sampler (paper: 5).
+            recurrence: Self-recurrence (default: 5 with guidance, else 1).
             ode_solver: ``"multistep"`` or ``"heun"`` (default
                 :data:`~sbi_allinone.simformer.posterior.DEFAULT_ODE_SOLVER`).
             constrain_by: ``"guidance_through_network"`` (default),

@@ -91,7 +91,7 @@ def test_with_recurrence_it_samples_the_truncated_conditional():
     assert torch.allclose(samples.std(0), reference.std(0), atol=0.04)
 
 
-def test_it_is_the_default_and_the_papers_guidance_stays_available():
+def test_defaults_through_the_network_and_recurrence_5_the_papers_selectable():
     inference = exact_simformer()
     mask = torch.tensor([False, True, False])
     bound = [Interval(node=2, high=BOUND)]
@@ -100,6 +100,11 @@ def test_it_is_the_default_and_the_papers_guidance_stays_available():
     assert conditional.guidance.through_network
     paper = inference.build_conditional(mask, guidance=bound, constrain_by="guidance")
     assert not paper.guidance.through_network
+    # The paper's self-recurrence by default with guidance, none without.
+    assert conditional.recurrence == paper.recurrence == 5
+    assert inference.build_conditional(mask, sample_with="sde").recurrence == 1
+    twice = inference.build_conditional(mask, guidance=bound, recurrence=2)
+    assert twice.recurrence == 2
     torch.manual_seed(3)
     samples = conditional.sample((500,), x=torch.zeros(1, 1, dtype=torch.float64))
     assert (samples[:, 1] <= BOUND + 0.05).double().mean() > 0.95
