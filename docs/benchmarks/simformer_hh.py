@@ -49,12 +49,22 @@ from sbi_allinone.benchmarks.hodgkin_huxley import (
     summary_features,
 )
 from sbi_allinone.simformer import FunctionConstraint, Interval
+from sbi_allinone.simformer.checks import CONSTRAIN_BY
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 P = len(THETA_NAMES)
 ENERGY = P + len(FEATURE_NAMES)  # node 14 of [theta, x]
+
+
+def add_guidance_options(parser: argparse.ArgumentParser) -> None:
+    """``--recurrence`` and ``--constrain-by`` of the guided conditionals. The
+    default is the paper's guidance, which every record before the section
+    "Guidance through the network" of ``simformer_hh.md`` used."""
+    parser.add_argument("--recurrence", type=int, default=5)
+    guided = [way for way in CONSTRAIN_BY if way != "rejection"]
+    parser.add_argument("--constrain-by", default="guidance", choices=guided)
 
 
 def arguments() -> argparse.Namespace:
@@ -65,8 +75,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--resimulate", type=int, default=200)
     parser.add_argument("--quantile", type=float, default=0.25)
-    parser.add_argument("--recurrence", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    add_guidance_options(parser)
     parser.add_argument(
         "--log-energy",
         action="store_true",
@@ -188,7 +198,7 @@ def run_observation(simformer, theta_o, sd, args, index) -> dict:
     times = {"unconstrained": time.perf_counter() - start}
     threshold = float(free_samples[:, -1].quantile(args.quantile))
     samples = {"unconstrained": free_samples}
-    built = conditionals(simformer, threshold, args.recurrence)
+    built = conditionals(simformer, threshold, args.recurrence, args.constrain_by)
     for label in ("interval", "function"):
         start = time.perf_counter()
         samples[label] = built[label].sample(

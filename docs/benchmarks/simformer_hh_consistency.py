@@ -39,12 +39,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="saved by simformer_hh.py")
     parser.add_argument("--guided", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--recurrence", type=int, default=5)
-    parser.add_argument(
-        "--constrain-by",
-        default="guidance",
-        choices=["guidance", "guidance_through_network"],
-    )
+    hh.add_guidance_options(parser)
     args = parser.parse_args()
     args.observations = 3
     torch.manual_seed(args.seed)

@@ -57,12 +57,7 @@ def base_parser() -> argparse.ArgumentParser:
 def arguments() -> argparse.Namespace:
     parser = base_parser()
     parser.add_argument("--guided", type=int, default=300)
-    parser.add_argument("--recurrence", type=int, default=5)
-    parser.add_argument(
-        "--constrain-by",
-        default="guidance",
-        choices=["guidance", "guidance_through_network"],
-    )
+    hh.add_guidance_options(parser)
     parser.add_argument("--log-energy", action="store_true")
     parser.add_argument(
         "--num-steps", type=int, default=None, help="training steps if --model is new"

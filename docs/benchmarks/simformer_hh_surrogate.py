@@ -40,7 +40,7 @@ def arguments() -> argparse.Namespace:
     parser = base_parser()
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--guided", type=int, default=200)
-    parser.add_argument("--recurrence", type=int, default=5)
+    hh.add_guidance_options(parser)
     parser.add_argument(
         "--num-steps", type=int, default=None, help="training steps if --model is new"
     )
@@ -72,7 +72,10 @@ def study(simformer, log_energy, sd, theta_o, args, index: int) -> dict:
         lambda v: log_energy(v[:, : hh.P]) - math.log(threshold)
     )
     guided = simformer.build_conditional(
-        mask, guidance=[constraint], recurrence=args.recurrence
+        mask,
+        guidance=[constraint],
+        recurrence=args.recurrence,
+        constrain_by=args.constrain_by,
     )
     start = time.perf_counter()
     guided_samples = guided.sample((args.guided,), x=features, show_progress_bars=False)

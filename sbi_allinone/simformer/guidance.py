@@ -153,7 +153,7 @@ class Guidance:
         if not self.through_network:
             return push
         (push,) = torch.autograd.grad(denoised, v, grad_outputs=push)
-        return push * self.latent.to(push.device)  # conditioned entries stay
+        return push * self.latent  # conditioned entries stay
 
 
 def _standardized_rows(
