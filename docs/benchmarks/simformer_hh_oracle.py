@@ -92,12 +92,23 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.corrcoef(torch.stack([a[ok], b[ok]]))[0, 1])
 
 
-def study(simformer, theta_o: torch.Tensor, args, index: int) -> dict:
+def observed_features(theta_o: torch.Tensor, args, index: int) -> torch.Tensor:
+    """The features of observation ``index`` (as every HH script simulates it):
+    ``(1, 7)``."""
     _, _, x_o = hh.simulate(theta_o[None], seed=args.seed + 100 + index)
-    features = x_o[:, : len(hh.FEATURE_NAMES)]
+    return x_o[:, : len(hh.FEATURE_NAMES)]
+
+
+def study(
+    simformer, theta_o: torch.Tensor, args, index: int, threshold: float | None = None
+) -> dict:
+    """The columns of the table for one observation; ``threshold`` (learned units)
+    defaults to the ``--quantile`` quantile of the sampled energy."""
+    features = observed_features(theta_o, args, index)
     free = simformer.build_conditional(hh.features_mask())
     samples = free.sample((args.samples,), x=features, show_progress_bars=False)
-    threshold = float(samples[:, -1].quantile(args.quantile))
+    if threshold is None:
+        threshold = float(samples[:, -1].quantile(args.quantile))
     first = hh.simulate(samples[:, : hh.P], seed=args.seed + 7)[2][:, -1]
     second = hh.simulate(samples[:, : hh.P], seed=args.seed + 8)[2][:, -1]
     energy_given_theta = likelihood_energy(simformer, samples[:, : hh.P], features)
@@ -126,6 +137,8 @@ def study(simformer, theta_o: torch.Tensor, args, index: int) -> dict:
             ((second - first).abs() / first.abs().clamp_min(1e-6)).nanmedian()
         ),
         "seconds": seconds,
+        "samples": samples,
+        "guided_samples": guided_samples,
     }
 
 

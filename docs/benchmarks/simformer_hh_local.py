@@ -1,0 +1,157 @@
+r"""Hodgkin–Huxley's energy bound with a second round of simulations near the
+observation (issue 20, part 3).
+
+The energy bound fails in re-simulation where the Simformer has not learned the
+energy's few-percent variation *inside* one posterior (``simformer_hh.md``: the
+model's energy given θ correlates −0.1 to 0.7 with the simulated one there, a plain
+regression 0.8–0.9). A network trained on the whole prior spends its capacity on the
+prior's range. This script trains a second Simformer per observation on simulations
+drawn from a truncated prior: the box that holds the first model's posterior samples
+(per parameter their range, widened by ``--widen`` of it on each side, cut to the
+prior). Inside the box the truncated prior is the prior up to a constant, so the
+posterior, the likelihood ``p(E | θ, features)`` and the constrained conditional are
+unchanged there (truncated sequential estimation, as TSNPE); outside it the
+posterior must be negligible, which the script checks (the share of the second
+model's posterior samples within 2 % of the box's faces).
+
+It then runs the oracle protocol of ``simformer_hh_oracle.py`` on both models at the
+*first* model's threshold (the ``--quantile`` quantile of its posterior's sampled
+energy): the re-simulated share below the threshold of unconstrained,
+rejection-on-the-model and guided samples, the oracle, and how well the re-simulated
+features of unconstrained and guided samples match the observed ones (median
+absolute error in prior-predictive sds, as ``simformer_hh.py``). Run (one thread;
+``--model`` as saved by ``simformer_hh.py``)::
+
+    python docs/benchmarks/simformer_hh_local.py --model results/hh_simformer.pt \
+        --observation 2 --local-simulations 10000 --local-model results/hh_local_2.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from sbi.utils import BoxUniform
+
+from sbi_allinone import Simformer
+
+sys.path.insert(0, str(Path(__file__).parent))
+import simformer_hh as hh  # noqa: E402
+import simformer_hh_oracle as oracle  # noqa: E402
+
+
+def arguments() -> argparse.Namespace:
+    parser = oracle.base_parser()
+    parser.add_argument("--observation", type=int, required=True, help="1, 2, ...")
+    parser.add_argument("--local-simulations", type=int, default=10_000)
+    parser.add_argument("--num-steps", type=int, default=None)
+    parser.add_argument("--widen", type=float, default=0.2)
+    parser.add_argument("--guided", type=int, default=200)
+    parser.add_argument("--local-model", default=None, help="load/save here")
+    hh.add_guidance_options(parser)
+    parser.set_defaults(constrain_by="guidance_through_network")
+    return parser.parse_args()
+
+
+def truncated_box(samples: torch.Tensor, widen: float) -> tuple[torch.Tensor, ...]:
+    """Low and high ``(7,)`` of the box around ``samples`` ``(n, 7)``: their range,
+    widened by ``widen`` of it on each side, cut to the prior's box."""
+    low, high = samples.min(dim=0).values, samples.max(dim=0).values
+    margin = widen * (high - low)
+    prior_low, prior_high = torch.tensor(hh.PRIOR_LOW), torch.tensor(hh.PRIOR_HIGH)
+    return (low - margin).clamp_min(prior_low), (high + margin).clamp_max(prior_high)
+
+
+def train_local(low, high, args) -> tuple[Simformer, float]:
+    """A Simformer on ``--local-simulations`` valid draws from the box (or loaded
+    from ``--local-model``) and its training seconds."""
+    if args.local_model and Path(args.local_model).exists():
+        saved = torch.load(args.local_model, weights_only=False)
+        return saved["simformer"], saved["train_time"]
+    generator = torch.Generator().manual_seed(args.seed + 1000 * args.observation)
+    theta = low + (high - low) * torch.rand(
+        args.local_simulations, hh.P, generator=generator
+    )
+    _, _, x = hh.simulate(theta, seed=args.seed + 2000 * args.observation)
+    valid = x.isfinite().all(dim=1)
+    print(f"{int(valid.sum())} of {len(valid)} local simulations valid", flush=True)
+    simformer = Simformer(BoxUniform(low, high), show_progress_bars=False)
+    simformer.append_simulations(theta[valid], x[valid])
+    start = time.perf_counter()
+    simformer.train(num_steps=args.num_steps)
+    seconds = time.perf_counter() - start
+    if args.local_model:
+        torch.save({"simformer": simformer, "train_time": seconds}, args.local_model)
+    return simformer, seconds
+
+
+def near_faces(samples: torch.Tensor, low, high, prior_low, prior_high) -> float:
+    """Share of ``samples`` within 2 % of the box's width of a face that is not the
+    prior's own (a posterior cut by the truncation piles up there)."""
+    width = high - low
+    cut_low = low > prior_low + 1e-6
+    cut_high = high < prior_high - 1e-6
+    close_low = (samples - low < 0.02 * width) & cut_low
+    close_high = (high - samples < 0.02 * width) & cut_high
+    return float((close_low | close_high).any(dim=1).float().mean())
+
+
+def feature_error(samples, features, sd, seed: int) -> float:
+    """Median absolute error of the re-simulated features of ``samples`` in
+    prior-predictive sds, averaged over the features (``simformer_hh.py``'s)."""
+    x_o = torch.cat([features[0], torch.tensor([float("nan")])])
+    return hh.score(samples, x_o, sd, float("inf"), seed + 11)["feature_error"]
+
+
+def main() -> None:
+    args = arguments()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(1)
+    first, sd, first_seconds = hh.train(args)
+    index = args.observation - 1
+    theta_o = hh.observations(argparse.Namespace(**{**vars(args), "observations": 99}))
+    theta_o = theta_o[index]
+    features = oracle.observed_features(theta_o, args, index)
+    free = first.build_conditional(hh.features_mask())
+    samples = free.sample((args.samples,), x=features, show_progress_bars=False)
+    threshold = float(samples[:, -1].quantile(args.quantile))
+    low, high = truncated_box(samples[:, : hh.P], args.widen)
+    prior_low, prior_high = torch.tensor(hh.PRIOR_LOW), torch.tensor(hh.PRIOR_HIGH)
+    volume = float(((high - low) / (prior_high - prior_low)).prod())
+    print(f"box: {volume:.2e} of the prior's volume", flush=True)
+    local, seconds = train_local(low, high, args)
+    local_free = local.build_conditional(hh.features_mask())
+    local_samples = local_free.sample((2000,), x=features, show_progress_bars=False)
+    edge = near_faces(local_samples[:, : hh.P], low, high, prior_low, prior_high)
+    print(
+        "| obs (thr) | model | train s | unconstrained | oracle | rejection on the "
+        f"model's joint | guided ({args.constrain_by}, r={args.recurrence}) "
+        "| corr joint, likelihood | feature error (sd): unconstrained, guided "
+        "| guided s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    models = {
+        "whole prior, 20 000": (first, first_seconds),
+        f"local, {args.local_simulations} (edge {edge:.3f})": (local, seconds),
+    }
+    for name, (model, train_seconds) in models.items():
+        r = oracle.study(model, theta_o, args, index, threshold=threshold)
+        errors = [
+            feature_error(r[key][: args.guided], features, sd, args.seed)
+            for key in ("samples", "guided_samples")
+        ]
+        print(
+            f"| {args.observation} ({r['threshold']:.0f}) | {name} "
+            f"| {train_seconds:.0f} | {r['simulated']} | {r['oracle']} "
+            f"| {r['model']} | {r['guided']} | {r['joint_correlation']:.2f}, "
+            f"{r['correlation']:.2f} | {errors[0]:.2f}, {errors[1]:.2f} "
+            f"| {r['seconds']:.0f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
