@@ -137,14 +137,23 @@ def train(args: argparse.Namespace) -> tuple[Simformer, Tensor, float]:
         saved = torch.load(args.model, weights_only=False)
         return saved["simformer"], x[valid].std(dim=0), saved["train_time"]
     prior = BoxUniform(torch.tensor(PRIOR_LOW), torch.tensor(PRIOR_HIGH))
-    simformer = Simformer(prior, show_progress_bars=True)
-    simformer.append_simulations(theta[valid], x[valid])
-    start = time.perf_counter()
-    simformer.train(num_steps=args.num_steps)
-    train_time = time.perf_counter() - start
-    if args.model:
-        torch.save({"simformer": simformer, "train_time": train_time}, args.model)
+    simformer, train_time = fit(
+        prior, theta[valid], x[valid], args.num_steps, args.model
+    )
     return simformer, x[valid].std(dim=0), train_time
+
+
+def fit(prior, theta: Tensor, x: Tensor, num_steps, path, progress: bool = True):
+    """A dense Simformer trained on ``(theta, x)`` and its training seconds, saved
+    to ``path`` (if given) as ``{"simformer", "train_time"}``."""
+    simformer = Simformer(prior, show_progress_bars=progress)
+    simformer.append_simulations(theta, x)
+    start = time.perf_counter()
+    simformer.train(num_steps=num_steps)
+    train_time = time.perf_counter() - start
+    if path:
+        torch.save({"simformer": simformer, "train_time": train_time}, path)
+    return simformer, train_time
 
 
 def features_mask() -> Tensor:

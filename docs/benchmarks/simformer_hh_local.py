@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -78,14 +77,10 @@ def train_local(low, high, args) -> tuple[Simformer, float]:
     _, _, x = hh.simulate(theta, seed=args.seed + 2000 * args.observation)
     valid = x.isfinite().all(dim=1)
     print(f"{int(valid.sum())} of {len(valid)} local simulations valid", flush=True)
-    simformer = Simformer(BoxUniform(low, high), show_progress_bars=False)
-    simformer.append_simulations(theta[valid], x[valid])
-    start = time.perf_counter()
-    simformer.train(num_steps=args.num_steps)
-    seconds = time.perf_counter() - start
-    if args.local_model:
-        torch.save({"simformer": simformer, "train_time": seconds}, args.local_model)
-    return simformer, seconds
+    prior = BoxUniform(low, high)
+    return hh.fit(
+        prior, theta[valid], x[valid], args.num_steps, args.local_model, False
+    )
 
 
 def near_faces(samples: torch.Tensor, low, high, prior_low, prior_high) -> float:
@@ -123,9 +118,6 @@ def main() -> None:
     volume = float(((high - low) / (prior_high - prior_low)).prod())
     print(f"box: {volume:.2e} of the prior's volume", flush=True)
     local, seconds = train_local(low, high, args)
-    local_free = local.build_conditional(hh.features_mask())
-    local_samples = local_free.sample((2000,), x=features, show_progress_bars=False)
-    edge = near_faces(local_samples[:, : hh.P], low, high, prior_low, prior_high)
     print(
         "| obs (thr) | model | train s | unconstrained | oracle | rejection on the "
         f"model's joint | guided ({args.constrain_by}, r={args.recurrence}) "
@@ -134,11 +126,14 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     models = {
-        "whole prior, 20 000": (first, first_seconds),
-        f"local, {args.local_simulations} (edge {edge:.3f})": (local, seconds),
+        f"whole prior, {args.simulations}": (first, first_seconds),
+        f"local, {args.local_simulations}": (local, seconds),
     }
     for name, (model, train_seconds) in models.items():
         r = oracle.study(model, theta_o, args, index, threshold=threshold)
+        if model is local:
+            edge = near_faces(r["samples"][:, : hh.P], low, high, prior_low, prior_high)
+            name = f"{name} (edge {edge:.3f})"
         errors = [
             feature_error(r[key][: args.guided], features, sd, args.seed)
             for key in ("samples", "guided_samples")
