@@ -14,16 +14,26 @@ unchanged there (truncated sequential estimation, as TSNPE); outside it the
 posterior must be negligible, which the script checks (the share of the second
 model's posterior samples within 2 % of the box's faces).
 
-It then runs the oracle protocol of ``simformer_hh_oracle.py`` on both models at the
-*first* model's threshold (the ``--quantile`` quantile of its posterior's sampled
-energy): the re-simulated share below the threshold of unconstrained,
-rejection-on-the-model and guided samples, the oracle, and how well the re-simulated
-features of unconstrained and guided samples match the observed ones (median
-absolute error in prior-predictive sds, as ``simformer_hh.py``). Run (one thread;
-``--model`` as saved by ``simformer_hh.py``)::
+With ``--focused-model`` it trains a third Simformer the same way, on a box around
+the second model's *constrained* conditional (its posterior draws whose sampled energy
+is below the threshold: exact draws of that conditional for the model), so that the
+simulations land where the bound is decided. The truncation again leaves the
+constrained conditional unchanged inside the box, but not the unconstrained
+posterior; the edge check is therefore taken on the constrained draws (rejection on
+the model's joint, and guided), and the "unconstrained" and "oracle" columns of a
+focused model are those of the truncated posterior.
+
+It then runs the oracle protocol of ``simformer_hh_oracle.py`` on the models named
+by ``--score`` at the *first* model's threshold (the ``--quantile`` quantile of its
+posterior's sampled energy): the re-simulated share below the threshold of
+unconstrained, rejection-on-the-model and guided samples, the oracle, and how well
+the re-simulated features of unconstrained and guided samples match the observed
+ones (median absolute error in prior-predictive sds, as ``simformer_hh.py``). Run
+(one thread; ``--model`` as saved by ``simformer_hh.py``)::
 
     python docs/benchmarks/simformer_hh_local.py --model results/hh_simformer.pt \
-        --observation 2 --local-simulations 10000 --local-model results/hh_local_2.pt
+        --observation 2 --local-simulations 10000 --local-model results/hh_local_2.pt \
+        --focused-model results/hh_focused_2.pt --score local,focused
 """
 
 from __future__ import annotations
@@ -50,6 +60,17 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--widen", type=float, default=0.2)
     parser.add_argument("--guided", type=int, default=200)
     parser.add_argument("--local-model", default=None, help="load/save here")
+    parser.add_argument(
+        "--focused-model",
+        default=None,
+        help="a third round, near the local model's constrained conditional: "
+        "load/save here (none if not given)",
+    )
+    parser.add_argument(
+        "--score",
+        default="whole,local,focused",
+        help="which models to score, comma-separated",
+    )
     hh.add_guidance_options(parser)
     parser.set_defaults(constrain_by="guidance_through_network")
     return parser.parse_args()
@@ -64,23 +85,32 @@ def truncated_box(samples: torch.Tensor, widen: float) -> tuple[torch.Tensor, ..
     return (low - margin).clamp_min(prior_low), (high + margin).clamp_max(prior_high)
 
 
-def train_local(low, high, args) -> tuple[Simformer, float]:
+def train_local(low, high, args, path, round_: int = 2) -> tuple[Simformer, float]:
     """A Simformer on ``--local-simulations`` valid draws from the box (or loaded
-    from ``--local-model``) and its training seconds."""
-    if args.local_model and Path(args.local_model).exists():
-        saved = torch.load(args.local_model, weights_only=False)
+    from ``path``) and its training seconds; ``round_`` picks the simulations'
+    seeds."""
+    if path and Path(path).exists():
+        saved = torch.load(path, weights_only=False)
         return saved["simformer"], saved["train_time"]
-    generator = torch.Generator().manual_seed(args.seed + 1000 * args.observation)
+    offset = args.seed + 1000 * args.observation + 10_000 * (round_ - 2)
+    generator = torch.Generator().manual_seed(offset)
     theta = low + (high - low) * torch.rand(
         args.local_simulations, hh.P, generator=generator
     )
-    _, _, x = hh.simulate(theta, seed=args.seed + 2000 * args.observation)
+    _, _, x = hh.simulate(theta, seed=offset + 1000 * args.observation)
     valid = x.isfinite().all(dim=1)
-    print(f"{int(valid.sum())} of {len(valid)} local simulations valid", flush=True)
-    prior = BoxUniform(low, high)
+    print(f"{int(valid.sum())} of {len(valid)} round-{round_} simulations valid")
     return hh.fit(
-        prior, theta[valid], x[valid], args.num_steps, args.local_model, False
+        BoxUniform(low, high), theta[valid], x[valid], args.num_steps, path, False
     )
+
+
+def constrained_draws(model: Simformer, features, threshold: float, n: int):
+    """θ ``(m, 7)`` of ``n`` posterior draws of ``model`` whose sampled energy is
+    below ``threshold``: exact draws of the model's constrained conditional."""
+    free = model.build_conditional(hh.features_mask())
+    samples = free.sample((n,), x=features, show_progress_bars=False)
+    return samples[samples[:, -1] <= threshold, : hh.P]
 
 
 def near_faces(samples: torch.Tensor, low, high, prior_low, prior_high) -> float:
@@ -117,7 +147,19 @@ def main() -> None:
     prior_low, prior_high = torch.tensor(hh.PRIOR_LOW), torch.tensor(hh.PRIOR_HIGH)
     volume = float(((high - low) / (prior_high - prior_low)).prod())
     print(f"box: {volume:.2e} of the prior's volume", flush=True)
-    local, seconds = train_local(low, high, args)
+    local, seconds = train_local(low, high, args, args.local_model)
+    models = {
+        "whole": (f"whole prior, {args.simulations}", first, first_seconds, None),
+        "local": (f"local, {args.local_simulations}", local, seconds, (low, high)),
+    }
+    if args.focused_model:
+        kept = constrained_draws(local, features, threshold, args.samples)
+        box = truncated_box(kept, args.widen)
+        volume = float(((box[1] - box[0]) / (prior_high - prior_low)).prod())
+        print(f"focused box from {len(kept)} draws: {volume:.2e} of the prior's")
+        focused, focused_seconds = train_local(*box, args, args.focused_model, 3)
+        name = f"focused, {args.local_simulations}"
+        models["focused"] = (name, focused, focused_seconds, box)
     print(
         "| obs (thr) | model | train s | unconstrained | oracle | rejection on the "
         f"model's joint | guided ({args.constrain_by}, r={args.recurrence}) "
@@ -125,27 +167,36 @@ def main() -> None:
         "| guided s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    models = {
-        f"whole prior, {args.simulations}": (first, first_seconds),
-        f"local, {args.local_simulations}": (local, seconds),
-    }
-    for name, (model, train_seconds) in models.items():
-        r = oracle.study(model, theta_o, args, index, threshold=threshold)
-        if model is local:
-            edge = near_faces(r["samples"][:, : hh.P], low, high, prior_low, prior_high)
-            name = f"{name} (edge {edge:.3f})"
-        errors = [
-            feature_error(r[key][: args.guided], features, sd, args.seed)
-            for key in ("samples", "guided_samples")
+    for key in args.score.split(","):
+        if key in models:
+            row(*models[key], theta_o, features, threshold, sd, args)
+
+
+def row(name, model, train_seconds, box, theta_o, features, threshold, sd, args):
+    """Print the table's row of one model; for a truncated one, with the share of
+    its constrained samples (rejection on its joint and guided) near a cut face."""
+    index = args.observation - 1
+    r = oracle.study(model, theta_o, args, index, threshold=threshold)
+    if box is not None:
+        prior_low, prior_high = torch.tensor(hh.PRIOR_LOW), torch.tensor(hh.PRIOR_HIGH)
+        kept = r["samples"][r["samples"][:, -1] <= threshold, : hh.P]
+        edges = [
+            near_faces(s, *box, prior_low, prior_high)
+            for s in (kept, r["guided_samples"][:, : hh.P])
         ]
-        print(
-            f"| {args.observation} ({r['threshold']:.0f}) | {name} "
-            f"| {train_seconds:.0f} | {r['simulated']} | {r['oracle']} "
-            f"| {r['model']} | {r['guided']} | {r['joint_correlation']:.2f}, "
-            f"{r['correlation']:.2f} | {errors[0]:.2f}, {errors[1]:.2f} "
-            f"| {r['seconds']:.0f} |",
-            flush=True,
-        )
+        name = f"{name} (edge {edges[0]:.3f}, {edges[1]:.3f})"
+    errors = [
+        feature_error(r[key][: args.guided], features, sd, args.seed)
+        for key in ("samples", "guided_samples")
+    ]
+    print(
+        f"| {args.observation} ({r['threshold']:.0f}) | {name} "
+        f"| {train_seconds:.0f} | {r['simulated']} | {r['oracle']} "
+        f"| {r['model']} | {r['guided']} | {r['joint_correlation']:.2f}, "
+        f"{r['correlation']:.2f} | {errors[0]:.2f}, {errors[1]:.2f} "
+        f"| {r['seconds']:.0f} |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
