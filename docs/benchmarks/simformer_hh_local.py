@@ -68,12 +68,21 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument(
         "--score",
-        default="whole,local,focused",
-        help="which models to score, comma-separated",
+        default=None,
+        help="models to score, comma-separated from whole, local, focused "
+        "(default: every model built)",
     )
     hh.add_guidance_options(parser)
     parser.set_defaults(constrain_by="guidance_through_network")
-    return parser.parse_args()
+    args = parser.parse_args()
+    built = ["whole", "local"] + (["focused"] if args.focused_model else [])
+    unknown = [key for key in (args.score or "").split(",") if key and key not in built]
+    if unknown:
+        parser.error(
+            f"--score names {unknown}, but the models built are {built} "
+            "(`focused` needs --focused-model)"
+        )
+    return args
 
 
 def truncated_box(samples: torch.Tensor, widen: float) -> tuple[torch.Tensor, ...]:
@@ -81,7 +90,7 @@ def truncated_box(samples: torch.Tensor, widen: float) -> tuple[torch.Tensor, ..
     widened by ``widen`` of it on each side, cut to the prior's box."""
     low, high = samples.min(dim=0).values, samples.max(dim=0).values
     margin = widen * (high - low)
-    prior_low, prior_high = torch.tensor(hh.PRIOR_LOW), torch.tensor(hh.PRIOR_HIGH)
+    prior_low, prior_high = prior_box()
     return (low - margin).clamp_min(prior_low), (high + margin).clamp_max(prior_high)
 
 
@@ -105,12 +114,21 @@ def train_local(low, high, args, path, round_: int = 2) -> tuple[Simformer, floa
     )
 
 
-def constrained_draws(model: Simformer, features, threshold: float, n: int):
-    """θ ``(m, 7)`` of ``n`` posterior draws of ``model`` whose sampled energy is
-    below ``threshold``: exact draws of the model's constrained conditional."""
+def posterior_draws(model: Simformer, features, n: int) -> torch.Tensor:
+    """``(n, 8)`` draws of θ and energy given the observed ``features``."""
     free = model.build_conditional(hh.features_mask())
-    samples = free.sample((n,), x=features, show_progress_bars=False)
-    return samples[samples[:, -1] <= threshold, : hh.P]
+    return free.sample((n,), x=features, show_progress_bars=False)
+
+
+def prior_box() -> tuple[torch.Tensor, torch.Tensor]:
+    """The prior's low and high ``(7,)``."""
+    return torch.tensor(hh.PRIOR_LOW), torch.tensor(hh.PRIOR_HIGH)
+
+
+def volume_share(low, high) -> float:
+    """The box's share of the prior's volume."""
+    prior_low, prior_high = prior_box()
+    return float(((high - low) / (prior_high - prior_low)).prod())
 
 
 def near_faces(samples: torch.Tensor, low, high, prior_low, prior_high) -> float:
@@ -140,26 +158,37 @@ def main() -> None:
     theta_o = hh.observations(argparse.Namespace(**{**vars(args), "observations": 99}))
     theta_o = theta_o[index]
     features = oracle.observed_features(theta_o, args, index)
-    free = first.build_conditional(hh.features_mask())
-    samples = free.sample((args.samples,), x=features, show_progress_bars=False)
+    samples = posterior_draws(first, features, args.samples)
     threshold = float(samples[:, -1].quantile(args.quantile))
     low, high = truncated_box(samples[:, : hh.P], args.widen)
-    prior_low, prior_high = torch.tensor(hh.PRIOR_LOW), torch.tensor(hh.PRIOR_HIGH)
-    volume = float(((high - low) / (prior_high - prior_low)).prod())
-    print(f"box: {volume:.2e} of the prior's volume", flush=True)
+    print(f"box: {volume_share(low, high):.2e} of the prior's volume", flush=True)
     local, seconds = train_local(low, high, args, args.local_model)
+    # (name, model, training seconds, its box, whether its box may cut the posterior)
     models = {
-        "whole": (f"whole prior, {args.simulations}", first, first_seconds, None),
-        "local": (f"local, {args.local_simulations}", local, seconds, (low, high)),
+        "whole": (
+            f"whole prior, {args.simulations}",
+            first,
+            first_seconds,
+            None,
+            False,
+        ),
+        "local": (
+            f"local, {args.local_simulations}",
+            local,
+            seconds,
+            (low, high),
+            False,
+        ),
     }
     if args.focused_model:
-        kept = constrained_draws(local, features, threshold, args.samples)
+        draws = posterior_draws(local, features, args.samples)
+        kept = draws[draws[:, -1] <= threshold, : hh.P]
         box = truncated_box(kept, args.widen)
-        volume = float(((box[1] - box[0]) / (prior_high - prior_low)).prod())
-        print(f"focused box from {len(kept)} draws: {volume:.2e} of the prior's")
+        print(f"focused box from {len(kept)} draws: {volume_share(*box):.2e}")
         focused, focused_seconds = train_local(*box, args, args.focused_model, 3)
         name = f"focused, {args.local_simulations}"
-        models["focused"] = (name, focused, focused_seconds, box)
+        models["focused"] = (name, focused, focused_seconds, box, True)
+    scored = args.score.split(",") if args.score else list(models)
     print(
         "| obs (thr) | model | train s | unconstrained | oracle | rejection on the "
         f"model's joint | guided ({args.constrain_by}, r={args.recurrence}) "
@@ -167,22 +196,24 @@ def main() -> None:
         "| guided s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for key in args.score.split(","):
-        if key in models:
-            row(*models[key], theta_o, features, threshold, sd, args)
+    for key in scored:
+        row(*models[key], theta_o, features, threshold, sd, args)
 
 
-def row(name, model, train_seconds, box, theta_o, features, threshold, sd, args):
-    """Print the table's row of one model; for a truncated one, with the share of
-    its constrained samples (rejection on its joint and guided) near a cut face."""
+def row(name, model, train_seconds, box, cuts, theta_o, features, threshold, sd, args):
+    """Print the table's row of one model. For a truncated one, with the share of its
+    samples near a cut face: of its posterior draws, or where the box may cut the
+    posterior (``cuts``), of its constrained ones (rejection on its joint), then of
+    its guided ones."""
     index = args.observation - 1
     r = oracle.study(model, theta_o, args, index, threshold=threshold)
     if box is not None:
-        prior_low, prior_high = torch.tensor(hh.PRIOR_LOW), torch.tensor(hh.PRIOR_HIGH)
-        kept = r["samples"][r["samples"][:, -1] <= threshold, : hh.P]
+        checked = r["samples"][:, : hh.P]
+        if cuts:
+            checked = checked[r["samples"][:, -1] <= threshold]
         edges = [
-            near_faces(s, *box, prior_low, prior_high)
-            for s in (kept, r["guided_samples"][:, : hh.P])
+            near_faces(s, *box, *prior_box())
+            for s in (checked, r["guided_samples"][:, : hh.P])
         ]
         name = f"{name} (edge {edges[0]:.3f}, {edges[1]:.3f})"
     errors = [
