@@ -247,6 +247,7 @@ def train_simformer(
     sde: str | None = None,
     num_steps: int | None = None,
     training_batch_size: int | None = None,
+    stop_after_epochs: int | None = None,
     sample_with: str | None = None,
     steps: int | None = None,
     ode_solver: str | None = None,
@@ -254,7 +255,8 @@ def train_simformer(
 ) -> TrainedPosterior:
     """The Simformer: ``Simformer(prior).train()`` at its defaults (EDM noise levels,
     :func:`~sbi_allinone.simformer.schedule.default_num_steps`, the default ODE
-    sampler) unless options say otherwise (``simformer[num_steps=10000]``); graph
+    sampler) unless options say otherwise (``simformer[num_steps=10000]``,
+    ``simformer[stop_after_epochs=200]`` to train all the steps); graph
     masks from the task's dependency graph; ``simformer[x_per_token=10]`` groups
     the data values by ten per token. Options left ``None`` take the Simformer's
     own defaults, so that they are defined in one place."""
@@ -266,8 +268,13 @@ def train_simformer(
         show_progress_bars=show_progress_bars,
         **{name: value for name, value in given.items() if value is not None},
     )
+    schedule = {
+        "num_steps": num_steps,
+        "training_batch_size": training_batch_size,
+        "stop_after_epochs": stop_after_epochs,
+    }
     inference.append_simulations(theta, x).train(
-        num_steps=num_steps, training_batch_size=training_batch_size
+        **{name: value for name, value in schedule.items() if value is not None}
     )
     sampler = {"sample_with": sample_with, "steps": steps}
     return TrainedPosterior(

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from sbi_allinone import Simformer
 from sbi_allinone.benchmarks import Cell, RunSettings, get_method, run_cell
 from sbi_allinone.simformer import loop
 from sbi_allinone.simformer.posterior import DEFAULT_STEPS, SimformerPosterior
@@ -92,3 +93,22 @@ def test_likelihood_reference_is_the_simulator_at_the_true_parameters():
     # gaussian_linear: x ~ N(theta, 0.1 I).
     assert torch.allclose(reference.mean(0), theta[0], atol=0.02)
     assert torch.allclose(reference.var(0), torch.full((10,), 0.1), atol=0.01)
+
+
+def test_schedule_options_reach_the_simformer_training(monkeypatch):
+    seen = {}
+    train = Simformer.train
+
+    def spy(self, **kwargs):
+        seen.update(kwargs)
+        return train(self, **kwargs)
+
+    monkeypatch.setattr(Simformer, "train", spy)
+    prior = torch.distributions.Independent(
+        torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1
+    )
+    theta = prior.sample((60,))
+    method = get_method("simformer[num_steps=3,stop_after_epochs=7]")
+    method.fit(theta, theta + 0.1 * torch.randn_like(theta), prior)
+    # Options left out keep the Simformer's own defaults (not passed as None).
+    assert seen == {"num_steps": 3, "stop_after_epochs": 7}
