@@ -173,6 +173,17 @@ def split_keywords(
     return chosen, {key: value for key, value in kwargs.items() if key not in names}
 
 
+def keywords_set(**kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments that are not ``None``, so that a callee's own defaults
+    apply to the others.
+
+    Example:
+        >>> keywords_set(num_steps=100, training_batch_size=None)
+        {'num_steps': 100}
+    """
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
 def check_keywords(
     function: str, kwargs: Iterable[str], accepted: Iterable[str]
 ) -> None:

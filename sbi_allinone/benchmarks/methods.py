@@ -33,7 +33,7 @@ from torch.distributions import Distribution
 from sbi_allinone.benchmarks.graphs import task_graph
 from sbi_allinone.inflationary.trainer import InflationaryFlow
 from sbi_allinone.inn.trainer import INN
-from sbi_allinone.npe_plugin import split_keywords
+from sbi_allinone.npe_plugin import keywords_set, split_keywords
 from sbi_allinone.simformer.trainer import Simformer
 from sbi_allinone.tracking import NullTracker
 
@@ -260,21 +260,19 @@ def train_simformer(
     masks from the task's dependency graph; ``simformer[x_per_token=10]`` groups
     the data values by ten per token. Options left ``None`` take the Simformer's
     own defaults, so that they are defined in one place."""
-    given = {"sde": sde, "attention": attention, "x_per_token": x_per_token}
     inference = Simformer(
         prior,
         graph=None if attention in (None, "dense") else task_graph(task),
         tracker=NullTracker(),
         show_progress_bars=show_progress_bars,
-        **{name: value for name, value in given.items() if value is not None},
+        **keywords_set(sde=sde, attention=attention, x_per_token=x_per_token),
     )
-    schedule = {
-        "num_steps": num_steps,
-        "training_batch_size": training_batch_size,
-        "stop_after_epochs": stop_after_epochs,
-    }
     inference.append_simulations(theta, x).train(
-        **{name: value for name, value in schedule.items() if value is not None}
+        **keywords_set(
+            num_steps=num_steps,
+            training_batch_size=training_batch_size,
+            stop_after_epochs=stop_after_epochs,
+        )
     )
     sampler = {"sample_with": sample_with, "steps": steps}
     return TrainedPosterior(
@@ -330,9 +328,7 @@ def train_inflationary_flow(
     )
     # Only what is set: the trainer derives its defaults (the patience from the
     # number of simulations and the batch size) from what is absent.
-    inference.append_simulations(theta, x).train(
-        **{key: value for key, value in training.items() if value is not None}
-    )
+    inference.append_simulations(theta, x).train(**keywords_set(**training))
     return TrainedPosterior(inference.build_posterior(), _epochs(inference))
 
 
