@@ -30,6 +30,7 @@ __all__ = [
     "BuilderNPE",
     "check_keywords",
     "check_theta",
+    "keywords_set",
     "split_keywords",
     "z_score",
 ]
