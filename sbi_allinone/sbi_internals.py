@@ -33,6 +33,7 @@ __all__ = [
     "flatten_input_and_condition",
     "has_proposal_rounds",
     "num_stored_simulations",
+    "restart_patience",
     "set_vector_field_base",
     "store_prior_round",
     "trained_network",
@@ -52,6 +53,7 @@ TRAINER_HOOKS = (
     "_get_losses",
     "_get_potential_function",
     "_summarize_epoch",
+    "_converged",
 )
 
 #: Start of the ``ValueError`` message sbi's loss raises when it is NaN or inf
@@ -134,6 +136,12 @@ def trained_network(trainer: Any) -> Any:
 def trainer_prior(trainer: Any) -> Any:
     """The prior an sbi trainer was built with (``None`` if none)."""
     return trainer._prior
+
+
+def restart_patience(trainer: Any) -> None:
+    """Zero the fruitless-epoch count of sbi's early stopping
+    (``NeuralInference._converged``), so that the patience starts again."""
+    trainer._epochs_since_last_improvement = 0
 
 
 def set_vector_field_base(field: Any, mean: Tensor, std: Tensor) -> None:

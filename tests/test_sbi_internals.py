@@ -27,6 +27,7 @@ from sbi_allinone.sbi_internals import (
     TrainConfig,
     has_proposal_rounds,
     num_stored_simulations,
+    restart_patience,
     set_vector_field_base,
     store_prior_round,
     trained_network,
@@ -60,6 +61,7 @@ def test_trainer_hooks_keep_their_signatures():
             "epoch_start_time",
             "summarization_kwargs",
         ],
+        "_converged": ["self", "epoch", "stop_after_epochs"],
     }
     assert set(expected) == set(TRAINER_HOOKS)
     for name, parameters in expected.items():
@@ -118,6 +120,18 @@ def test_trainer_attributes_exist_and_read_through_the_adapter():
     trainer.append_simulations(torch.randn(50, 2), torch.randn(50, 2))
     estimator = trainer.train(max_num_epochs=1)
     assert trained_network(trainer) is estimator
+
+
+def test_restart_patience_resets_the_early_stopping_count():
+    trainer = NPE(show_progress_bars=False)
+    trainer.append_simulations(torch.randn(50, 2), torch.randn(50, 2))
+    trainer.train(max_num_epochs=1)
+    trainer._val_loss = trainer._best_val_loss + 1.0
+    restart_patience(trainer)
+    assert not trainer._converged(epoch=1, stop_after_epochs=2)
+    assert trainer._converged(epoch=2, stop_after_epochs=2)
+    restart_patience(trainer)
+    assert not trainer._converged(epoch=3, stop_after_epochs=2)
 
 
 def test_vector_field_base_buffers_exist_and_are_set():

@@ -1,14 +1,16 @@
 """The Simformer's epochs inside sbi's training loop.
 
 sbi's ``_run_training_loop`` owns validation, early stopping, best-state restore and
-the progress display; it calls the two epoch hooks this mixin overrides
-(:data:`sbi_allinone.sbi_internals.TRAINER_HOOKS` lists them and is tested against
-sbi). An "epoch" here is ``steps_per_epoch`` optimizer steps on batches drawn with
-replacement, so the number of steps is the same for any number of simulations.
+the progress display; it calls the two epoch hooks and the convergence check this
+mixin overrides (:data:`sbi_allinone.sbi_internals.TRAINER_HOOKS` lists them and is
+tested against sbi). An "epoch" here is ``steps_per_epoch`` optimizer steps on
+batches drawn with replacement, so the number of steps is the same for any number
+of simulations.
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ from sbi_allinone.sbi_internals import (
     StartIndexContext,
     TrainConfig,
     num_stored_simulations,
+    restart_patience,
 )
 from sbi_allinone.simformer.condition import (
     condition_masks,
@@ -190,6 +193,27 @@ class StepsTrainingLoop(DivergenceGuard):
                 for i in range(0, len(values), size)
             ]
         return float(torch.cat(losses).mean())
+
+    def _converged(self, epoch: int, stop_after_epochs: int) -> bool:
+        """sbi's early stopping, with the patience counted from the start of the
+        learning-rate decay: no stop in the constant-rate first half, where the
+        validation loss plateaus before the decay lowers it (gaussian_linear 10k,
+        15 000 steps: stopped at 4 900, RF C2ST 0.509; trained on, 0.504).
+
+        sbi's check still keeps the best weights from the first epoch on.
+
+        Args:
+            epoch: The epoch about to start; the loss is that of the one before.
+            stop_after_epochs: Fruitless epochs of the decay before stopping.
+
+        Returns:
+            Whether training stops (best weights restored).
+        """
+        if epoch - 1 > self._lr_schedule[1] / 2:
+            return super()._converged(epoch, stop_after_epochs)
+        super()._converged(epoch, sys.maxsize)
+        restart_patience(self)
+        return False
 
     def _divergence_position(self, epoch: int) -> str:
         first = epoch * self._steps_per_epoch + 1

@@ -209,7 +209,9 @@ class Simformer(SimulationTokens, StepsTrainingLoop, NeuralInference):
             validation_fraction: Held-out fraction (paper: 5 %).
             num_steps: Optimizer steps; default :func:`default_num_steps`.
             steps_per_epoch: Steps between validations.
-            stop_after_epochs: Early-stopping patience, in epochs.
+            stop_after_epochs: Early-stopping patience, in epochs, counted from
+                the start of the learning-rate decay (half of ``num_steps``):
+                training never stops in the first half.
             clip_max_norm: Gradient-norm clip, or ``None``.
             validation_draws: Fixed draws per validation example.
             resume_training: Continue the previous run (same split, optimizer).

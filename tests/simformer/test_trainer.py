@@ -84,6 +84,19 @@ def test_learning_rate_decays_over_the_second_half(trained):
     )
 
 
+def test_early_stopping_counts_its_patience_from_the_decay():
+    # 20 epochs of 1 step, the decay from epoch 11; a validation loss that never
+    # improves stops training 2 epochs into the decay, not 2 epochs in.
+    inference = Simformer(PRIOR, tracker=NullTracker(), show_progress_bars=False)
+    inference.append_simulations(PRIOR.sample((60,)), PRIOR.sample((60,)))
+    inference._validate_epoch = lambda val_loader, loss_args: 1.0
+    inference.train(
+        num_steps=20, steps_per_epoch=1, training_batch_size=10, stop_after_epochs=2
+    )
+    assert inference.epoch == 13
+    assert inference.summary["epochs_trained"] == [13]
+
+
 def test_bad_input():
     inference = Simformer(PRIOR, tracker=NullTracker())
     with pytest.raises(ValueError, match="`theta` must have shape"):
