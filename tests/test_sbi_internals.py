@@ -33,6 +33,7 @@ from sbi_allinone.sbi_internals import (
     trained_network,
     trainer_prior,
 )
+from sbi_allinone.tracking import NullTracker
 
 PACKAGE = Path(sbi_allinone.__file__).parent
 STUDIES = PACKAGE.parent / "docs" / "benchmarks"
@@ -123,7 +124,7 @@ def test_trainer_attributes_exist_and_read_through_the_adapter():
 
 
 def test_restart_patience_resets_the_early_stopping_count():
-    trainer = NPE(show_progress_bars=False)
+    trainer = NPE(show_progress_bars=False, tracker=NullTracker())
     trainer.append_simulations(torch.randn(50, 2), torch.randn(50, 2))
     trainer.train(max_num_epochs=1)
     trainer._val_loss = trainer._best_val_loss + 1.0
