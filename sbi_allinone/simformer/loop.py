@@ -39,6 +39,7 @@ from sbi_allinone.simformer.inputs import (
     warn_if_too_large,
 )
 from sbi_allinone.simformer.schedule import (
+    decay_start,
     default_batch_size,
     default_num_steps,
     learning_rate_at,
@@ -209,7 +210,7 @@ class StepsTrainingLoop(DivergenceGuard):
         Returns:
             Whether training stops (best weights restored).
         """
-        if epoch - 1 > self._lr_schedule[1] / 2:
+        if epoch - 1 > decay_start(self._lr_schedule[1]):
             return super()._converged(epoch, stop_after_epochs)
         super()._converged(epoch, sys.maxsize)
         restart_patience(self)

@@ -14,6 +14,7 @@ __all__ = [
     "MIN_LEARNING_RATE",
     "TOKENS_PER_BATCH",
     "default_batch_size",
+    "decay_start",
     "default_num_steps",
     "learning_rate_at",
 ]
@@ -49,9 +50,19 @@ def default_num_steps(num_simulations: int) -> int:
     return min(max(num_simulations // 2, 3_000), 5_000)
 
 
+def decay_start(num_epochs: int) -> float:
+    """The epoch after which the learning rate decays: half of the run.
+
+    Example:
+        >>> decay_start(50)
+        25.0
+    """
+    return num_epochs / 2
+
+
 def learning_rate_at(epoch: int, base: float, num_epochs: int) -> float:
-    """The paper's schedule: constant for the first half of the epochs, then
-    linear decay to :data:`MIN_LEARNING_RATE` at the last.
+    """The paper's schedule: constant up to :func:`decay_start`, then linear
+    decay to :data:`MIN_LEARNING_RATE` at the last epoch.
 
     Args:
         epoch: Current epoch, from 0.
@@ -65,5 +76,6 @@ def learning_rate_at(epoch: int, base: float, num_epochs: int) -> float:
         >>> learning_rate_at(0, 1e-3, 10), round(learning_rate_at(10, 1e-3, 10), 12)
         (0.001, 1e-06)
     """
-    decay = max(0.0, (epoch - num_epochs / 2) / (num_epochs / 2))
+    start = decay_start(num_epochs)
+    decay = max(0.0, (epoch - start) / (num_epochs - start))
     return base + (MIN_LEARNING_RATE - base) * min(decay, 1.0)
