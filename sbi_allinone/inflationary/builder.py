@@ -187,7 +187,9 @@ def inflationary_flow_nn(
             there); not for ``"prr"``, whose reduction is of the parameters' own
             principal directions. With many pairs it was worse on
             gaussian_linear_uniform (10 000 simulations: 0.696 with it, 0.608
-            without; 0.691 with it in unbounded space), for a reason not found.
+            without): in 10 dimensions the network does not learn what the
+            regression leaves, so the posterior stays the linear-Gaussian start
+            (``docs/benchmarks/2026-12-04-iflow-adjustment-cause/``).
         seed: Seed of the network initialization.
         **components: ``gamma0``, ``rho``, ``t_max``: noise variance at ``t = 0``
             (in units of the standardized parameters), inflation rate and final
