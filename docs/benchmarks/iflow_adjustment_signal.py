@@ -26,10 +26,11 @@ each observation 1-10 and the fraction of the flow's samples outside the prior
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import io
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ from sbi_allinone.benchmarks.runner import _c2st
 from sbi_allinone.benchmarks.tasks import get_task
 from sbi_allinone.inflationary.builder import LOG_NORMAL_LEVELS
 from sbi_allinone.tracking import NullTracker
+
+sys.path.insert(0, str(Path(__file__).parent))
+from iflow_seed_spread import _option  # noqa: E402
 
 #: Likelihood variance of gaussian_linear_uniform.
 NOISE_VARIANCE = 0.1
@@ -195,14 +199,6 @@ def _quiet():  # noqa: ANN202
         contextlib.redirect_stderr(io.StringIO()),
     ):
         yield
-
-
-def _option(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
 
 
 def main() -> None:
