@@ -1,8 +1,10 @@
 """C2ST of the Simformer's posterior against training recipe, on one runner cell.
 
-Trains ``Simformer(prior)`` on the runner's simulations of ``(task, budget, seed 1)``
-with the given network and training options, then scores 10 000 posterior samples
-of observations ``--observations`` with the runner's C2ST (MLP and random forest).
+Trains ``Simformer(prior)`` on the runner's simulations of ``(task, budget,
+--data-seed)`` with training seed ``--seed`` (both default to 1; the runner, too,
+seeds the training with the cell's seed after drawing the simulations) and the
+given network and training options, then scores 10 000 posterior samples of
+observations ``--observations`` with the runner's C2ST (MLP and random forest).
 Prints training seconds, milliseconds per step and the mean C2STs, one line per
 recipe, so that recipes can be compared at equal training time.
 
@@ -40,7 +42,10 @@ def main() -> None:
     parser.add_argument("budget", type=int)
     parser.add_argument("--steps", type=int, default=None, help="train(num_steps=)")
     parser.add_argument("--observations", default="1-3")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="training seed")
+    parser.add_argument(
+        "--data-seed", type=int, default=1, help="the runner's seed of the simulations"
+    )
     parser.add_argument("--net", action="append", default=[], help="KEY=VALUE")
     parser.add_argument("--train", action="append", default=[], help="KEY=VALUE")
     parser.add_argument("--option", action="append", default=[], help="KEY=VALUE")
@@ -53,9 +58,11 @@ def main() -> None:
     first, _, last = args.observations.partition("-")
     observations = range(int(first), int(last or first) + 1)
     torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
     task = get_task(args.task)
-    theta, x = cell_simulations(Cell(args.task, "simformer", args.budget, 1), task)
+    cell = Cell(args.task, "simformer", args.budget, args.data_seed)
+    theta, x = cell_simulations(cell, task)
+    # After the simulations, which seed the generator themselves (as the runner).
+    torch.manual_seed(args.seed)
     inference = Simformer(
         task.prior,
         net_kwargs=net,
