@@ -85,15 +85,11 @@ def bayes_gain(num: int = 20_000, seed: int = 0) -> None:
 def truncated_mean(centre: float) -> float:
     """Mean of ``N(centre, 0.1)`` truncated to ``[-1, 1]``."""
     scale = math.sqrt(NOISE_VARIANCE)
-    low, high = (-1 - centre) / scale, (1 - centre) / scale
-
-    def density(z: float) -> float:
-        return math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
-
-    def cdf(z: float) -> float:
-        return 0.5 * (1 + math.erf(z / math.sqrt(2)))
-
-    return centre + scale * (density(low) - density(high)) / (cdf(high) - cdf(low))
+    standard = torch.distributions.Normal(0.0, 1.0)
+    ends = (torch.tensor([-1.0, 1.0], dtype=torch.float64) - centre) / scale
+    density, mass = standard.log_prob(ends).exp(), standard.cdf(ends)
+    shift = (density[0] - density[1]) / (mass[1] - mass[0])
+    return centre + scale * shift.item()
 
 
 def toy(dims: list[int], options: dict, train_options: dict) -> None:
@@ -135,12 +131,13 @@ def task_cell(name: str, budget: int, options: dict) -> None:
     with _quiet():
         estimator = trainer.append_simulations(theta, x).train()
         posterior = trainer.build_posterior()
-    pairs, outside = [], []
+    pairs, outside, raws = [], [], []
     with _quiet():
         for observation in range(1, 11):
             x_o = task.get_observation(observation)
             raw = estimator.sample((10_000,), condition=x_o.reshape(1, -1))
-            in_prior = torch.isfinite(task.prior.log_prob(raw.reshape(10_000, -1)))
+            raws.append(raw.reshape(10_000, -1))
+            in_prior = torch.isfinite(task.prior.log_prob(raws[-1]))
             outside.append(1 - in_prior.float().mean().item())
             samples = posterior.sample((10_000,), x=x_o, show_progress_bars=False)
             reference = task.get_reference_posterior_samples(observation)[:10_000]
@@ -151,14 +148,14 @@ def task_cell(name: str, budget: int, options: dict) -> None:
     print(f"  validation loss {losses[0]:.3f} (epoch 1) -> {min(losses):.3f} (best)")
     print("  C2ST    ", " ".join(f"{s:.3f}" for s in scores))
     print("  outside ", " ".join(f"{f:.3f}" for f in outside))
-    _describe_observation_1(task, estimator)
+    _describe_observation_1(task, raws[0])
     _denoised_means(estimator, task.dim_data)
 
 
-def _describe_observation_1(task, estimator) -> None:  # noqa: ANN001
-    """Per-dimension mean and spread of the flow's samples against the reference."""
+def _describe_observation_1(task, raw: torch.Tensor) -> None:  # noqa: ANN001
+    """Per-dimension mean and spread of the flow's samples ``raw`` ``(N, D)`` of
+    observation 1, before rejection, against the reference."""
     x_o = task.get_observation(1)
-    raw = estimator.sample((10_000,), condition=x_o.reshape(1, -1)).reshape(10_000, -1)
     inside = raw[torch.isfinite(task.prior.log_prob(raw))]
     reference = task.get_reference_posterior_samples(1)[:10_000]
     rows = {

@@ -13,8 +13,8 @@ from __future__ import annotations
 __all__ = [
     "MIN_LEARNING_RATE",
     "TOKENS_PER_BATCH",
-    "default_batch_size",
     "decay_start",
+    "default_batch_size",
     "default_num_steps",
     "learning_rate_at",
 ]
