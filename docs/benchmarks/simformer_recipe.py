@@ -13,7 +13,10 @@ recipe, so that recipes can be compared at equal training time.
 
 ``--net KEY=VALUE`` goes to ``SimformerNet`` (``net_kwargs``), ``--train
 KEY=VALUE`` to ``train`` and ``--option KEY=VALUE`` to ``Simformer`` (values read as
-Python literals, else as strings).
+Python literals, else as strings). ``--samplers`` scores the one trained model with
+several samplers, e.g. ``--samplers default,sde:32,sde:64`` (``default``: the
+posterior's own; ``ode:N`` or ``sde:N``: ``build_posterior(sample_with=..., steps=N)``),
+one line each.
 """
 
 import argparse
@@ -49,6 +52,9 @@ def main() -> None:
     parser.add_argument("--net", action="append", default=[], help="KEY=VALUE")
     parser.add_argument("--train", action="append", default=[], help="KEY=VALUE")
     parser.add_argument("--option", action="append", default=[], help="KEY=VALUE")
+    parser.add_argument(
+        "--samplers", default="default", help="default, ode:N or sde:N, comma-separated"
+    )
     args = parser.parse_args()
     net = dict(_option(text) for text in args.net)
     train = dict(_option(text) for text in args.train)
@@ -75,15 +81,27 @@ def main() -> None:
         inference.append_simulations(theta, x).train(num_steps=args.steps, **train)
     seconds = time.perf_counter() - start
     steps = inference._num_steps
-    posterior = inference.build_posterior()
-    scores = _scores(task, posterior, observations)
-    print(
-        f"{args.task} {args.budget} steps {steps} net {net or '-'} train "
-        f"{train or '-'} options {_shown(options)}: train {seconds:.0f} s "
-        f"({1000 * seconds / steps:.0f} ms/step), MLP {scores['mlp']:.3f}, "
-        f"RF {scores['rf']:.3f}",
-        flush=True,
-    )
+    for sampler in args.samplers.split(","):
+        posterior = inference.build_posterior(**_sampler(sampler))
+        start = time.perf_counter()
+        scores = _scores(task, posterior, observations)
+        sampling = (time.perf_counter() - start) / len(observations)
+        print(
+            f"{args.task} {args.budget} steps {steps} net {net or '-'} train "
+            f"{train or '-'} options {_shown(options)}: train {seconds:.0f} s "
+            f"({1000 * seconds / steps:.0f} ms/step), sampler {sampler} "
+            f"({sampling:.0f} s per observation, with C2ST), "
+            f"MLP {scores['mlp']:.3f}, RF {scores['rf']:.3f}",
+            flush=True,
+        )
+
+
+def _sampler(text: str) -> dict:
+    """``default`` to no arguments, ``sde:64`` to ``sample_with="sde", steps=64``."""
+    if text == "default":
+        return {}
+    kind, _, steps = text.partition(":")
+    return {"sample_with": kind, "steps": int(steps)}
 
 
 def _shown(options: dict) -> str:
