@@ -201,8 +201,9 @@ def _sample(estimator, condition: torch.Tensor, settings: RunSettings, where: st
             f"{where}: only {settings.num_samples - missing} of "
             f"{settings.num_samples} samples fell inside the prior within "
             f"max_sampling_time={settings.max_sampling_time} s; the other {missing} "
-            "were drawn without rejection (outside the prior's support, so C2ST "
-            "counts them against the method).",
+            "were drawn without rejection (those of them outside the prior's "
+            "support count against the method in C2ST; raise --max-sampling-time "
+            "for slow samplers).",
             stacklevel=2,
         )
     return samples.detach()
