@@ -53,7 +53,10 @@ def main() -> None:
     parser.add_argument("--train", action="append", default=[], help="KEY=VALUE")
     parser.add_argument("--option", action="append", default=[], help="KEY=VALUE")
     parser.add_argument(
-        "--samplers", default="default", help="default, ode:N or sde:N, comma-separated"
+        "--samplers",
+        type=_samplers,
+        default="default",
+        help="default, ode:N or sde:N, comma-separated",
     )
     args = parser.parse_args()
     net = dict(_option(text) for text in args.net)
@@ -81,8 +84,8 @@ def main() -> None:
         inference.append_simulations(theta, x).train(num_steps=args.steps, **train)
     seconds = time.perf_counter() - start
     steps = inference._num_steps
-    for sampler in args.samplers.split(","):
-        posterior = inference.build_posterior(**_sampler(sampler))
+    for sampler, arguments in args.samplers:
+        posterior = inference.build_posterior(**arguments)
         start = time.perf_counter()
         scores = _scores(task, posterior, observations)
         sampling = (time.perf_counter() - start) / len(observations)
@@ -96,12 +99,21 @@ def main() -> None:
         )
 
 
-def _sampler(text: str) -> dict:
-    """``default`` to no arguments, ``sde:64`` to ``sample_with="sde", steps=64``."""
-    if text == "default":
-        return {}
-    kind, _, steps = text.partition(":")
-    return {"sample_with": kind, "steps": int(steps)}
+def _samplers(text: str) -> list[tuple[str, dict]]:
+    """``default,sde:64`` to ``[("default", {}), ("sde:64", {"sample_with": "sde",
+    "steps": 64})]``: each sampler's name and its ``build_posterior`` arguments."""
+    samplers = []
+    for name in text.split(","):
+        kind, _, steps = name.partition(":")
+        if name == "default":
+            samplers.append((name, {}))
+        elif kind in ("ode", "sde") and steps.isdigit():
+            samplers.append((name, {"sample_with": kind, "steps": int(steps)}))
+        else:
+            raise argparse.ArgumentTypeError(
+                f"each sampler is 'default', 'ode:N' or 'sde:N', got {name!r}"
+            )
+    return samplers
 
 
 def _shown(options: dict) -> str:
