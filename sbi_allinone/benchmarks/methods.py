@@ -252,19 +252,22 @@ def train_simformer(
     steps: int | None = None,
     ode_solver: str | None = None,
     x_per_token: int | None = None,
+    matmul_dtype: str | None = None,
 ) -> TrainedPosterior:
     """The Simformer: ``Simformer(prior).train()`` at its defaults (EDM noise levels,
     :func:`~sbi_allinone.simformer.schedule.default_num_steps`, the default ODE
     sampler) unless options say otherwise (``simformer[num_steps=10000]``,
     ``simformer[stop_after_epochs=200]`` to train all the steps); graph
     masks from the task's dependency graph; ``simformer[x_per_token=10]`` groups
-    the data values by ten per token. Options left ``None`` take the Simformer's
-    own defaults, so that they are defined in one place."""
+    the data values by ten per token; ``simformer[matmul_dtype=bfloat16]`` trains
+    and samples with bfloat16 matrix products. Options left ``None`` take the
+    Simformer's own defaults, so that they are defined in one place."""
     inference = Simformer(
         prior,
         graph=None if attention in (None, "dense") else task_graph(task),
         tracker=NullTracker(),
         show_progress_bars=show_progress_bars,
+        net_kwargs=keywords_set(matmul_dtype=matmul_dtype),
         **keywords_set(sde=sde, attention=attention, x_per_token=x_per_token),
     )
     inference.append_simulations(theta, x).train(

@@ -35,9 +35,15 @@ from sbi_allinone.diffusion.embedding import FourierEmbedding
 from sbi_allinone.simformer.grouping import ColumnGroups
 from sbi_allinone.simformer.tokens import Tokens
 
-__all__ = ["MetadataEmbedding", "SimformerNet"]
+__all__ = ["MATMUL_DTYPES", "MetadataEmbedding", "SimformerNet"]
 
 SMALL_ATTENTION = 4
+
+#: Dtypes of the blocks' matrix products. ``"bfloat16"`` rounds the inputs of each
+#: product to 8 significant bits and its output to bfloat16 (the sums into the
+#: residual stream stay float32): several times faster on CPUs with AVX512-BF16 or
+#: AMX, slower on CPUs without.
+MATMUL_DTYPES = ("float32", "bfloat16")
 
 
 def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
@@ -71,8 +77,27 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     return out.transpose(1, 2).reshape(batch, n, heads * key)
 
 
-def _accumulate(rows: Tensor, inputs: Tensor, linear: nn.Linear) -> None:
+def _product(inputs: Tensor, linear: nn.Linear) -> Tensor:
+    """``linear(inputs)`` in the dtype of ``inputs`` (the weights cast to it)."""
+    dtype = inputs.dtype
+    return F.linear(inputs, linear.weight.to(dtype), linear.bias.to(dtype))
+
+
+def _linear(inputs: Tensor, linear: nn.Linear, dtype: torch.dtype) -> Tensor:
+    """``linear(inputs)`` with the product computed in ``dtype``, returned in the
+    inputs' dtype."""
+    if dtype == inputs.dtype:
+        return linear(inputs)
+    return _product(inputs.to(dtype), linear).to(inputs.dtype)
+
+
+def _accumulate(
+    rows: Tensor, inputs: Tensor, linear: nn.Linear, dtype: torch.dtype
+) -> None:
     """``rows += linear(inputs)`` in place, for ``(rows, features)`` tensors."""
+    if dtype != rows.dtype:
+        rows.add_(_linear(inputs, linear, dtype))
+        return
     rows.addmm_(inputs, linear.weight.t()).add_(linear.bias)
 
 
@@ -84,6 +109,7 @@ class _Block(nn.Module):
     ) -> None:
         super().__init__()
         self.num_heads, self.key_size = num_heads, key_size
+        self.matmul_dtype = torch.float32
         inner = num_heads * key_size
         self.time = nn.Linear(time_dim, width)
         self.norm_attention = nn.LayerNorm(width)
@@ -98,20 +124,34 @@ class _Block(nn.Module):
 
     def forward(self, h: Tensor, time: Tensor, mask: Tensor | None) -> Tensor:
         batch, n, _ = h.shape
+        dtype = self.matmul_dtype
         h = h + self.time(time).unsqueeze(1)
-        qkv = self.qkv(self.norm_attention(h))
+        qkv = _linear(self.norm_attention(h), self.qkv, dtype)
         q, k, v = qkv.view(batch, n, 3, self.num_heads, self.key_size).unbind(2)
         attended = _attention(q, k, v, mask)
         if torch.is_grad_enabled():
-            h = h + self.out(attended)
-            return h + self.mlp(self.norm_mlp(h))
+            h = h + _linear(attended, self.out, dtype)
+            return h + self._mlp(self.norm_mlp(h), dtype)
         # Without autograd the residual sums accumulate into ``h`` (a new tensor
         # since the time term): no bias copy and no extra pass per product.
         rows = h.view(batch * n, -1)
-        _accumulate(rows, attended.reshape(batch * n, -1), self.out)
+        _accumulate(rows, attended.reshape(batch * n, -1), self.out, dtype)
+        if dtype != h.dtype:
+            rows.add_(self._mlp(self.norm_mlp(rows), dtype))
+            return h
         first, _, second = self.mlp
-        _accumulate(rows, F.gelu(first(self.norm_mlp(h))).view(batch * n, -1), second)
+        hidden = F.gelu(first(self.norm_mlp(h)))
+        _accumulate(rows, hidden.view(batch * n, -1), second, dtype)
         return h
+
+    def _mlp(self, inputs: Tensor, dtype: torch.dtype) -> Tensor:
+        """The MLP with its products (and GELU) in ``dtype``; returns
+        ``inputs.dtype``."""
+        if dtype == inputs.dtype:
+            return self.mlp(inputs)
+        first, _, second = self.mlp
+        hidden = F.gelu(_product(inputs.to(dtype), first))
+        return _product(hidden, second).to(inputs.dtype)
 
 
 class MetadataEmbedding(nn.Module):
@@ -179,6 +219,8 @@ class SimformerNet(nn.Module):
         groups: Token index of each of the ``num_nodes`` values, for several
             values per token (:class:`~.grouping.ColumnGroups`); ``None``: one
             token per value.
+        matmul_dtype: Dtype of the blocks' matrix products (``"float32"`` or
+            ``"bfloat16"``; weights, attention and sums stay float32).
     """
 
     def __init__(
@@ -194,6 +236,7 @@ class SimformerNet(nn.Module):
         time_dim: int = 128,
         metadata_statistics: tuple[Tensor, Tensor] | None = None,
         groups: Sequence[int] | None = None,
+        matmul_dtype: str = "float32",
     ) -> None:
         super().__init__()
         self.num_nodes = num_nodes
@@ -213,6 +256,7 @@ class SimformerNet(nn.Module):
             _Block(width, num_heads, key_size, widening, time_dim)
             for _ in range(num_layers)
         )
+        self.set_matmul_dtype(matmul_dtype)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, slots)
         self.metadata = None
@@ -255,6 +299,16 @@ class SimformerNet(nn.Module):
             hidden = block(hidden, time, attention_mask)
         out = self.head(self.norm(hidden))
         return out.squeeze(-1) if self.groups is None else self.groups.scatter(out)
+
+    def set_matmul_dtype(self, dtype: str) -> None:
+        """Compute the blocks' matrix products in ``dtype`` (one of
+        :data:`MATMUL_DTYPES`) from now on."""
+        if dtype not in MATMUL_DTYPES:
+            raise ValueError(
+                f"`matmul_dtype` must be one of {MATMUL_DTYPES}, got {dtype!r}."
+            )
+        for block in self.blocks:
+            block.matmul_dtype = getattr(torch, dtype)
 
     def _check_groups(
         self,

@@ -102,3 +102,35 @@ def test_a_shared_mask_equals_the_same_mask_per_example():
     mask = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]).bool()
     shared = net(values, t, condition, mask)
     assert torch.allclose(shared, net(values, t, condition, mask.expand(3, 4, 4)))
+
+
+def test_bfloat16_products_stay_close_to_float32_in_both_paths():
+    torch.manual_seed(0)
+    net = SimformerNet(7, num_layers=2)
+    for p in net.parameters():
+        p.data.normal_(0, 0.3)
+    values, t, condition = _inputs(6, 7)
+    condition[:, :2] = True
+    exact = net(values, t, condition, None)
+    net.set_matmul_dtype("bfloat16")
+    with torch.no_grad():
+        fast = net(values, t, condition, None)
+    low = net(values, t, condition, None)
+    assert fast.dtype == low.dtype == torch.float32
+    scale = exact.abs().mean().item()
+    # bfloat16 keeps 8 significant bits: errors of a few 1e-3 of the output scale.
+    assert 0 < (low - exact).abs().max() < 0.03 * scale
+    torch.testing.assert_close(fast, low, atol=0.01 * scale, rtol=0)
+    low.square().sum().backward()
+    assert all(
+        p.dtype == torch.float32 and p.grad is not None for p in net.parameters()
+    )
+    net.set_matmul_dtype("float32")
+    torch.testing.assert_close(net(values, t, condition, None), exact)
+
+
+def test_an_unknown_matmul_dtype_is_refused_by_name():
+    import pytest
+
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        SimformerNet(3, matmul_dtype="float16")
