@@ -22,11 +22,13 @@ from sbi_allinone import Simformer
 from sbi_allinone.benchmarks import Cell, cell_simulations, get_task
 from sbi_allinone.tracking import NullTracker
 
+#: (sample_with, ode_solver, steps, matmul_dtype) of each Simformer row.
 SIMFORMER_SAMPLERS = (
-    ("ode", "multistep", 32),
-    ("ode", "multistep", 24),
-    ("ode", "heun", 32),
-    ("sde", None, 32),
+    ("ode", "multistep", 32, "float32"),
+    ("ode", "multistep", 24, "float32"),
+    ("ode", "multistep", 24, "bfloat16"),
+    ("ode", "heun", 32, "float32"),
+    ("sde", None, 32, "float32"),
 )
 
 
@@ -40,17 +42,24 @@ def _best_time(posterior, x_o: torch.Tensor, num_samples: int, repeats: int) -> 
 
 
 def _trained(task_name: str):
+    """The task, a Simformer per matmul dtype, and NPSE's posterior."""
     task = get_task(task_name)
     theta, x = cell_simulations(Cell(task_name, "simformer", 1000, 1), task)
+    simformers = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        simformer = Simformer(
-            task.prior, tracker=NullTracker(), show_progress_bars=False
-        )
-        simformer.append_simulations(theta, x).train(num_steps=4, steps_per_epoch=2)
+        for dtype in {row[-1] for row in SIMFORMER_SAMPLERS}:
+            simformers[dtype] = Simformer(
+                task.prior,
+                net_kwargs={"matmul_dtype": dtype},
+                tracker=NullTracker(),
+                show_progress_bars=False,
+            )
+            simformers[dtype].append_simulations(theta, x)
+            simformers[dtype].train(num_steps=4, steps_per_epoch=2)
         npse = NPSE(task.prior, tracker=NullTracker(), show_progress_bars=False)
         npse.append_simulations(theta, x).train(max_num_epochs=2)
-    return task, simformer, npse.build_posterior()
+    return task, simformers, npse.build_posterior()
 
 
 def main() -> None:
@@ -65,18 +74,20 @@ def main() -> None:
     print("| task | tokens | sampler | network calls | seconds | / npse |")
     print("|---|---|---|---|---|---|")
     for task_name in args.tasks.split(","):
-        task, simformer, npse = _trained(task_name)
+        task, simformers, npse = _trained(task_name)
         x_o = task.get_observation(1)
-        tokens = simformer.num_parameters + simformer.num_data
+        reference = simformers["float32"]
+        tokens = reference.num_parameters + reference.num_data
         base = _best_time(npse, x_o, args.num_samples, args.repeats)
         print(f"| {task_name} | – | npse (sbi default) | – | {base:.1f} | 1.00 |")
-        for sample_with, solver, steps in SIMFORMER_SAMPLERS:
-            posterior = simformer.build_posterior(
+        for sample_with, solver, steps, dtype in SIMFORMER_SAMPLERS:
+            posterior = simformers[dtype].build_posterior(
                 sample_with=sample_with, steps=steps, ode_solver=solver
             )
             seconds = _best_time(posterior, x_o, args.num_samples, args.repeats)
             calls = steps if solver == "multistep" else 2 * steps - 1
             name = f"simformer {sample_with}" + (f" {solver}" if solver else "")
+            name += " bfloat16" if dtype == "bfloat16" else ""
             print(
                 f"| {task_name} | {tokens} | {name} | {calls + 1} | {seconds:.1f} | "
                 f"{seconds / base:.2f} |",

@@ -15,8 +15,10 @@ recipe, so that recipes can be compared at equal training time.
 KEY=VALUE`` to ``train`` and ``--option KEY=VALUE`` to ``Simformer`` (values read as
 Python literals, else as strings). ``--samplers`` scores the one trained model with
 several samplers, e.g. ``--samplers default,sde:32,sde:64`` (``default``: the
-posterior's own; ``ode:N`` or ``sde:N``: ``build_posterior(sample_with=..., steps=N)``),
-one line each.
+posterior's own; ``ode:N`` or ``sde:N``: ``build_posterior(sample_with=..., steps=N)``;
+``bf16``: the posterior's own with bfloat16 matrix products), one line each. Every
+sampler but ``bf16`` uses float32 products, whatever ``--net matmul_dtype=...``
+trained with.
 """
 
 import argparse
@@ -33,6 +35,7 @@ from sbi_allinone.benchmarks.cells import Cell, cell_simulations
 from sbi_allinone.benchmarks.graphs import task_graph
 from sbi_allinone.benchmarks.runner import _c2st
 from sbi_allinone.benchmarks.tasks import get_task
+from sbi_allinone.simformer.network import SimformerNet
 from sbi_allinone.tracking import NullTracker
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -56,7 +59,7 @@ def main() -> None:
         "--samplers",
         type=_samplers,
         default="default",
-        help="default, ode:N or sde:N, comma-separated",
+        help="default, bf16, ode:N or sde:N, comma-separated",
     )
     args = parser.parse_args()
     net = dict(_option(text) for text in args.net)
@@ -85,6 +88,10 @@ def main() -> None:
     seconds = time.perf_counter() - start
     steps = inference._num_steps
     for sampler, arguments in args.samplers:
+        dtype = "bfloat16" if arguments.pop("bf16", False) else "float32"
+        for module in inference._trained.modules():
+            if isinstance(module, SimformerNet):
+                module.set_matmul_dtype(dtype)
         posterior = inference.build_posterior(**arguments)
         start = time.perf_counter()
         scores = _scores(task, posterior, observations)
@@ -105,13 +112,13 @@ def _samplers(text: str) -> list[tuple[str, dict]]:
     samplers = []
     for name in text.split(","):
         kind, _, steps = name.partition(":")
-        if name == "default":
-            samplers.append((name, {}))
+        if name in ("default", "bf16"):
+            samplers.append((name, {"bf16": True} if name == "bf16" else {}))
         elif kind in ("ode", "sde") and steps.isdigit():
             samplers.append((name, {"sample_with": kind, "steps": int(steps)}))
         else:
             raise argparse.ArgumentTypeError(
-                f"each sampler is 'default', 'ode:N' or 'sde:N', got {name!r}"
+                f"each sampler is 'default', 'bf16', 'ode:N' or 'sde:N', got {name!r}"
             )
     return samplers
 
