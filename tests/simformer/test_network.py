@@ -134,3 +134,13 @@ def test_an_unknown_matmul_dtype_is_refused_by_name():
 
     with pytest.raises(ValueError, match="matmul_dtype"):
         SimformerNet(3, matmul_dtype="float16")
+
+
+def test_a_float64_network_keeps_float64_products():
+    from sbi_allinone.simformer.network import _linear
+
+    net = SimformerNet(5, num_layers=1).double()
+    block = net.blocks[0]
+    inputs = torch.randn(3, block.qkv.in_features, dtype=torch.float64)
+    product = _linear(inputs, block.qkv, block.matmul_dtype)
+    assert torch.equal(product, block.qkv(inputs))
