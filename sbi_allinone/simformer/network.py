@@ -79,7 +79,11 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
 
 
 def _product(inputs: Tensor, linear: nn.Linear) -> Tensor:
-    """``linear(inputs)`` in the dtype of ``inputs`` (the weights cast to it)."""
+    """``linear(inputs)`` in the dtype of ``inputs`` (the weights cast to it).
+
+    Not ``torch.autocast``: it would also run attention in bfloat16 (slower than
+    float32 on CPU, 6.1 against 3.8 ms at 20 tokens and 500 rows) and cannot feed
+    the in-place float32 sums of the inference path."""
     dtype = inputs.dtype
     return F.linear(inputs, linear.weight.to(dtype), linear.bias.to(dtype))
 

@@ -1,5 +1,6 @@
 """Simformer network: shapes, masks cut information flow, condition flags matter."""
 
+import pytest
 import torch
 
 from sbi_allinone.simformer.network import SimformerNet
@@ -130,8 +131,6 @@ def test_bfloat16_products_stay_close_to_float32_in_both_paths():
 
 
 def test_an_unknown_matmul_dtype_is_refused_by_name():
-    import pytest
-
     with pytest.raises(ValueError, match="matmul_dtype"):
         SimformerNet(3, matmul_dtype="float16")
 
