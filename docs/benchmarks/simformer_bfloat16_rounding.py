@@ -8,9 +8,9 @@ in different ways and scores each with the runner's C2ST (MLP and random forest,
 - ``float32``: no rounding;
 - ``bfloat16``: the option as shipped (every block but the first in bfloat16);
 - ``bfloat16-all``: every block in bfloat16 (the first version of the option);
-- ``inputs``, ``weights``, ``outputs``: float32 products of every block with only
-  the inputs, only the weights and biases, or only the results rounded to bfloat16
-  (emulated: slower than either, and only for the diagnosis).
+- ``inputs``, ``weights``, ``outputs``: float32 products of every block, the first
+  included, with only the inputs, only the weights and biases, or only the results
+  rounded to bfloat16 (emulated: slower than either, and only for the diagnosis).
 
     python docs/benchmarks/simformer_bfloat16_rounding.py gaussian_mixture 10000 \\
         --steps 3000 --observations 1-3
@@ -72,7 +72,8 @@ def rounding_of(nets: list[SimformerNet], rounding: str):  # noqa: ANN201
         network._linear, network._Block._mlp = linear, _emulated_mlp(linear)
     for net in nets:
         net.set_matmul_dtype("float32" if rounding == "float32" else "bfloat16")
-        if rounding == "bfloat16-all":
+        if rounding not in ("float32", "bfloat16"):
+            # Every block, the first included (a dtype routes it through _linear).
             net.blocks[0].matmul_dtype = torch.bfloat16
     try:
         yield
